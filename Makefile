@@ -1,0 +1,32 @@
+# Two entry points on a fresh machine: `make bench` and `make test`.
+# Both create or refresh the virtual environment in .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test bench lint clean
+
+# torch is pinned and installed first: the CPU wheel is on disk, while an unpinned
+# torch pulled in by another package would fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check metarl_bench envs baselines tests
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check metarl_bench envs baselines tests
+	$(PY) -m pytest -q -n 2 tests
+
+bench: $(STAMP)
+	$(VENV)/bin/metarl-bench bench --tier quick --results results
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,39 @@
+"""Plumbing shared by the baselines: action sampling, seeding, episode bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+
+def sample_actions(space: spaces.Space, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uniform actions from a single-env action space, drawn from ``rng``."""
+    if isinstance(space, spaces.Discrete):
+        return rng.integers(space.start, space.start + space.n, size=n)
+    if isinstance(space, spaces.Box):
+        low = np.broadcast_to(space.low, space.shape)
+        high = np.broadcast_to(space.high, space.shape)
+        return rng.uniform(low, high, size=(n, *space.shape)).astype(space.dtype)
+    raise TypeError(f"unsupported action space {space}")
+
+
+def gae(
+    rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones: np.ndarray, gamma: float, lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation (Schulman et al. 2016) on time-major ``(T, N)`` arrays.
+
+    ``dones[t]`` (0/1) ends the episode after step ``t``: nothing is bootstrapped across
+    it (the finite-horizon convention of pytorch-maml-rl and RL^2, whose episodes end at
+    the task's horizon). ``last_values`` bootstraps a rollout cut before its episode
+    ended. Returns ``(advantages, returns)``; works on numpy arrays and torch tensors.
+    """
+    T = rewards.shape[0]
+    adv = rewards * 0
+    last = last_values * 0
+    for t in reversed(range(T)):
+        next_v = last_values if t == T - 1 else values[t + 1]
+        nonterminal = 1 - dones[t]
+        delta = rewards[t] + gamma * next_v * nonterminal - values[t]
+        last = delta + gamma * lam * nonterminal * last
+        adv[t] = last
+    return adv, adv + values

@@ -1,0 +1,188 @@
+"""Benchmarks: versioned, declarative bundles of a family, fixed task lists and a protocol.
+
+A benchmark fixes (DESIGN section 3): the family id and its kwargs; train and test task
+lists generated from a recorded seed (hashed, disjoint), optionally an out-of-distribution
+test list; the adaptation protocol (experience budget B in episodes per task, independent
+runs R per task, final evaluation episodes V); the meta-training budget in env steps; the
+headline metric; and the random and oracle reference scores used for normalisation.
+Every record names the benchmark id, its version and the task-list hash.
+
+Tiers: ``smoke`` (seconds, for tests: ids end in ``-smoke-vN``), ``quick`` (CPU minutes),
+``full`` (hours).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from metarl_bench.family import Family, UnknownIdError, family
+from metarl_bench.tasks import Task
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The adaptation protocol of DESIGN section 5."""
+
+    budget_episodes: int  # B: episodes of experience per adaptation run
+    runs_per_task: int  # R: independent adaptation runs per test task
+    final_episodes: int  # V: evaluation episodes after the budget, no adapt() between
+    max_envs: int = 16384  # sub-envs per harness batch (test tasks are chunked to fit)
+    # supervised track: K support points, inner steps 0..inner_steps, query points
+    shots: int | None = None
+    inner_steps: int | None = None
+    query_points: int | None = None
+
+    def validate(self, where: str) -> None:
+        for name in ("budget_episodes", "runs_per_task"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{where}: protocol.{name} must be >= 1, got {getattr(self, name)}")
+        if self.final_episodes < 0:
+            raise ValueError(f"{where}: protocol.final_episodes must be >= 0")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    id: str
+    family_id: str
+    protocol: Protocol
+    n_train: int
+    n_test: int
+    task_seed: int
+    meta_train_steps: int
+    headline: str  # "online" or "final"
+    tier: str = "quick"
+    family_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_ood: int = 0
+    ood_kwargs: dict[str, Any] | None = None  # family kwargs of the out-of-distribution split
+    lower_is_better: bool = False
+    description: str = ""
+    # Fixed references where known exactly (else computed from the family on the test tasks)
+    reference_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        m = re.search(r"-v(\d+)$", self.id)
+        return int(m.group(1)) if m else 0
+
+    @cached_property
+    def family(self) -> Family:
+        return family(self.family_id, **self.family_kwargs)
+
+    @cached_property
+    def _tasks(self) -> tuple[list[Task], list[Task], list[Task]]:
+        ss = np.random.SeedSequence(self.task_seed)
+        g_train, g_test, g_ood = (np.random.default_rng(s) for s in ss.spawn(3))
+        train = self.family.sample_tasks(self.n_train, g_train)
+        test = self.family.sample_tasks(self.n_test, g_test)
+        ood: list[Task] = []
+        if self.n_ood:
+            ood = family(self.family_id, **{**self.family_kwargs, **(self.ood_kwargs or {})}).sample_tasks(
+                self.n_ood, g_ood
+            )
+        overlap = set(train) & set(test)
+        if overlap:
+            raise RuntimeError(f"{self.id}: train and test task lists overlap in {len(overlap)} tasks")
+        return train, test, ood
+
+    @property
+    def train_tasks(self) -> list[Task]:
+        return self._tasks[0]
+
+    @property
+    def test_tasks(self) -> list[Task]:
+        return self._tasks[1]
+
+    @property
+    def ood_tasks(self) -> list[Task]:
+        return self._tasks[2]
+
+    @cached_property
+    def task_hash(self) -> str:
+        """sha256 over the canonical JSON of the train, test and OOD task lists."""
+        h = hashlib.sha256()
+        for name, tasks in (("train", self.train_tasks), ("test", self.test_tasks), ("ood", self.ood_tasks)):
+            h.update(name.encode())
+            for t in tasks:
+                h.update(json.dumps(t.to_dict(), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    @cached_property
+    def references(self) -> dict[str, dict[str, float | None]]:
+        """``{"random"|"oracle": {"online": ..., "final": ...}}`` on the test tasks."""
+        out: dict[str, dict[str, float | None]] = {}
+        budget = self.protocol.budget_episodes
+        for name in ("random", "oracle"):
+            if name in self.reference_overrides:
+                out[name] = dict(self.reference_overrides[name])
+                continue
+            fn = getattr(self.family, f"{name}_return", None)
+            per_task = fn(self.test_tasks) if fn is not None else None
+            if per_task is None:
+                out[name] = {"online": None, "final": None}
+            else:
+                mean = float(np.mean(per_task))
+                out[name] = {"online": budget * mean, "final": mean}
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "version": self.version,
+            "tier": self.tier,
+            "family": self.family_id,
+            "family_kwargs": self.family_kwargs,
+            "task_hash": self.task_hash,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_ood": self.n_ood,
+            "protocol": dataclasses.asdict(self.protocol),
+            "meta_train_steps": self.meta_train_steps,
+            "headline": self.headline,
+            "lower_is_better": self.lower_is_better,
+        }
+
+
+_BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register_benchmark(b: Benchmark, smoke: dict[str, Any] | None = None) -> None:
+    """Register ``b`` and, if ``smoke`` is given, its smoke-tier variant ``<name>-smoke-vN``."""
+    b.protocol.validate(b.id)
+    if b.headline not in ("online", "final"):
+        raise ValueError(f"{b.id}: headline must be 'online' or 'final', got {b.headline!r}")
+    _BENCHMARKS[b.id] = b
+    if smoke is not None:
+        sid = re.sub(r"-v(\d+)$", r"-smoke-v\1", b.id)
+        proto = dataclasses.replace(b.protocol, **smoke.pop("protocol", {}))
+        _BENCHMARKS[sid] = dataclasses.replace(b, id=sid, tier="smoke", protocol=proto, **smoke)
+
+
+def benchmark_ids(tier: str | None = None) -> list[str]:
+    _load_definitions()
+    return sorted(k for k, b in _BENCHMARKS.items() if tier is None or b.tier == tier)
+
+
+def benchmark(id: str, **_: Any) -> Benchmark:
+    _load_definitions()
+    if id not in _BENCHMARKS:
+        raise UnknownIdError("benchmark", id, list(_BENCHMARKS))
+    return _BENCHMARKS[id]
+
+
+_LOADED = False
+
+
+def _load_definitions() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import metarl_bench.benchmark_defs  # noqa: F401

@@ -1,0 +1,380 @@
+"""The evaluation harness (DESIGN section 5): the harness owns the measurement.
+
+For each test task and independent run it runs stages of E parallel episodes until the
+experience budget B is spent, calling ``adapter.adapt()`` after each stage, then V final
+evaluation episodes (rounded up to whole stages) with no adaptation. Every episode is
+recorded with x = episodes of experience its run had before it started. All test tasks x
+runs x the E episodes of a stage step together in one batched vector env; the harness
+counts every environment step itself, in meta-training too.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from metarl_bench.agents import Adapter, Agent, Transition
+from metarl_bench.benchmarks import Benchmark
+from metarl_bench.benchmarks import benchmark as get_benchmark
+from metarl_bench.family import Family
+from metarl_bench.results import Record
+from metarl_bench.tasks import Task
+
+
+class MetaTrainBudgetExceeded(RuntimeError):
+    """An agent asked for more meta-training environment steps than the benchmark allows."""
+
+
+class NotSupported(ValueError):
+    """The agent cannot run on this benchmark (e.g. a bandit algorithm on navigation)."""
+
+
+class _CountingVectorEnv(gym.vector.VectorWrapper):
+    def __init__(self, env: gym.vector.VectorEnv, ctx: MetaTrainContext) -> None:
+        super().__init__(env)
+        self._ctx = ctx
+
+    def step(self, actions: Any) -> Any:
+        self._ctx.count(self.num_envs)
+        return self.env.step(actions)
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        self.env.set_tasks(tasks)  # type: ignore[attr-defined]
+
+
+class _CountingEnv(gym.Wrapper):
+    def __init__(self, env: gym.Env, ctx: MetaTrainContext) -> None:
+        super().__init__(env)
+        self._ctx = ctx
+
+    def step(self, action: Any) -> Any:
+        self._ctx.count(1)
+        return self.env.step(action)
+
+
+@dataclass
+class MetaTrainContext:
+    """What an agent gets for meta-training: train tasks, counted envs, its budget, seeds."""
+
+    benchmark: Benchmark
+    seed: int
+    progress: bool = False
+    steps: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.started = time.perf_counter()
+
+    @property
+    def family(self) -> Family:
+        return self.benchmark.family
+
+    @property
+    def train_tasks(self) -> list[Task]:
+        return self.benchmark.train_tasks
+
+    @property
+    def budget_steps(self) -> int:
+        return self.benchmark.meta_train_steps
+
+    @property
+    def steps_left(self) -> int:
+        return self.budget_steps - self.steps
+
+    def count(self, n: int) -> None:
+        if self.steps + n > self.budget_steps:
+            raise MetaTrainBudgetExceeded(
+                f"meta-training would exceed {self.benchmark.id}'s budget of {self.budget_steps:,} env steps "
+                f"(used {self.steps:,}, asked {n:,}); lower the agent's iterations or batch sizes"
+            )
+        self.steps += n
+
+    def make_vector_env(self, tasks: Sequence[Task], **kwargs: Any) -> gym.vector.VectorEnv:
+        """A batched env over ``tasks`` whose every step is counted against the budget."""
+        return _CountingVectorEnv(self.family.make_vector_env(tasks, **kwargs), self)
+
+    def make_env(self, task: Task | None = None, **kwargs: Any) -> gym.Env:
+        return _CountingEnv(self.family.make_env(task, **kwargs), self)
+
+    def record(self, **metrics: Any) -> None:
+        """Log training metrics (kept in the record's ``extra.train_log``, thinned to ~200 rows)."""
+        row = {"env_steps": self.steps, "wall_seconds": round(time.perf_counter() - self.started, 3), **metrics}
+        self.log.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()})
+
+
+@dataclass
+class EvalContext:
+    """What an adapter is built from: spaces, horizon, protocol and its own seed."""
+
+    benchmark: Benchmark
+    seed: int
+    observation_space: gym.Space
+    action_space: gym.Space
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    @property
+    def family(self) -> Family:
+        return self.benchmark.family
+
+    @property
+    def horizon(self) -> int | None:
+        return self.benchmark.family.horizon
+
+
+def provenance() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("metarl-bench", "gymnasium", "numpy", "torch", "scipy", "stable-baselines3"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    import os
+
+    return {
+        "packages": versions,
+        "git_commit": commit,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+        "python": platform.python_version(),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def evaluate(
+    agent: Agent,
+    benchmark: Benchmark | str,
+    seed: int = 0,
+    progress: bool = False,
+    results: str | Path | None = None,
+) -> Record:
+    """Meta-train ``agent`` on ``benchmark``'s train tasks, then run the protocol on its test tasks.
+
+    With ``results`` set, the record is also written (atomically) under that folder.
+    """
+    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    reason = agent.supports(bench)
+    if reason is not None:
+        raise NotSupported(f"agent {agent.name!r} does not run on {bench.id}: {reason}")
+    agent.configure(bench)
+    if bench.family.kind == "supervised":
+        from metarl_bench.supervised import evaluate_supervised
+
+        record = evaluate_supervised(agent, bench, seed=seed, progress=progress)
+    else:
+        record = _evaluate_rl(agent, bench, seed, progress)
+    if results is not None:
+        record.save(results)
+    return record
+
+
+def _evaluate_rl(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> Record:
+    ss_train, ss_eval = np.random.SeedSequence(seed).spawn(2)
+    ctx = MetaTrainContext(bench, seed=int(ss_train.generate_state(1)[0]), progress=progress)
+    t0 = time.perf_counter()
+    agent.meta_train(ctx)
+    train_wall = time.perf_counter() - t0
+
+    proto = bench.protocol
+    fam = bench.family
+    probe = fam.make_vector_env(bench.test_tasks[:1], expose_task=agent.sees_task)
+    eval_seed = int(ss_eval.generate_state(1)[0])
+    ectx = EvalContext(bench, eval_seed, probe.single_observation_space, probe.single_action_space)
+    adapter = agent.adapter(ectx)
+    stage = min(int(adapter.episodes_per_stage), proto.budget_episodes)
+    if stage < 1 or proto.budget_episodes % stage:
+        raise ValueError(
+            f"agent {agent.name!r} adapts every {adapter.episodes_per_stage} episodes, which does not divide "
+            f"{bench.id}'s budget of {proto.budget_episodes} episodes; choose a stage size that divides it"
+        )
+    n_budget = proto.budget_episodes // stage
+    n_final = math.ceil(proto.final_episodes / stage)
+    t1 = time.perf_counter()
+    chunks, env_steps = [], 0
+    tasks = bench.test_tasks
+    per_chunk = max(1, proto.max_envs // (proto.runs_per_task * stage))
+    bar = _progress(progress, math.ceil(len(tasks) / per_chunk) * (n_budget + n_final), f"{agent.name} on {bench.id}")
+    for c, start in enumerate(range(0, len(tasks), per_chunk)):
+        chunk_seed = eval_seed + 1_000_003 * c
+        ret, steps = _run_chunk(
+            adapter, fam, tasks[start : start + per_chunk], proto.runs_per_task, stage, n_budget, n_final,
+            chunk_seed, agent.sees_task, bar,
+        )
+        chunks.append(ret)
+        env_steps += steps
+    if bar is not None:
+        bar.close()
+    returns = np.concatenate(chunks, axis=0)  # (tasks, runs, episodes)
+    eval_wall = time.perf_counter() - t1
+    x = np.concatenate([np.repeat(np.arange(n_budget) * stage, stage), np.full(n_final * stage, n_budget * stage)])
+    phase = ["budget"] * (n_budget * stage) + ["final"] * (n_final * stage)
+    return build_record(
+        agent,
+        bench,
+        seed,
+        returns,
+        x,
+        phase,
+        meta_train={"env_steps": ctx.steps, "wall_seconds": round(train_wall, 3)},
+        evaluation={"env_steps": env_steps, "wall_seconds": round(eval_wall, 3), "episodes_per_stage": stage},
+        extra={"train_log": _thin(ctx.log, 200)} if ctx.log else {},
+    )
+
+
+def _progress(enabled: bool, total: int, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="stage", leave=False)
+
+
+def _run_chunk(
+    adapter: Adapter,
+    fam: Family,
+    tasks: list[Task],
+    runs: int,
+    stage: int,
+    n_budget: int,
+    n_final: int,
+    seed: int,
+    sees_task: bool,
+    bar: Any,
+) -> tuple[np.ndarray, int]:
+    n_groups = len(tasks) * runs
+    groups = np.repeat(np.arange(n_groups), stage)
+    sub_tasks = [tasks[g // runs] for g in groups]
+    venv = fam.make_vector_env(sub_tasks, expose_task=sees_task)
+    n = venv.num_envs
+    horizon = fam.horizon or 100_000
+    returns = np.zeros((n_groups, (n_budget + n_final) * stage))
+    adapter.reset(groups)
+    env_steps = 0
+    for s in range(n_budget + n_final):
+        obs, _ = venv.reset(seed=seed if s == 0 else None)
+        active = np.ones(n, dtype=bool)
+        ret = np.zeros(n)
+        t = 0
+        while active.any():
+            if t > horizon:
+                raise RuntimeError(f"{fam.id}: an episode ran past the horizon {horizon}; the env never ended it")
+            action = adapter.act(obs)
+            next_obs, reward, terminated, truncated, _ = venv.step(action)
+            reward = np.asarray(reward, dtype=np.float64)
+            adapter.observe(
+                Transition(obs, action, reward, next_obs, terminated, truncated, active, np.full(n, t), s >= n_budget)
+            )
+            ret += np.where(active, reward, 0.0)
+            env_steps += int(active.sum())
+            active = active & ~(terminated | truncated)
+            obs = next_obs
+            t += 1
+        returns[:, s * stage : (s + 1) * stage] = ret.reshape(n_groups, stage)
+        if s < n_budget:
+            adapter.adapt()
+        if bar is not None:
+            bar.update(1)
+    venv.close()
+    return returns.reshape(len(tasks), runs, -1), env_steps
+
+
+def _thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    if len(rows) <= limit:
+        return rows
+    idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
+    return [rows[i] for i in idx]
+
+
+def _score(per_task_run: np.ndarray) -> dict[str, float]:
+    """Mean and standard error over tasks of a ``(tasks, runs)`` matrix."""
+    per_task = per_task_run.mean(axis=1)
+    se = float(per_task.std(ddof=1) / math.sqrt(len(per_task))) if len(per_task) > 1 else float("nan")
+    return {"value": float(per_task.mean()), "se": se}
+
+
+def _normalise(score: dict[str, float], rand: float | None, oracle: float | None) -> dict[str, float] | None:
+    if rand is None or oracle is None or oracle == rand:
+        return None
+    scale = oracle - rand
+    return {"value": (score["value"] - rand) / scale, "se": score["se"] / abs(scale)}
+
+
+def build_record(
+    agent: Agent,
+    bench: Benchmark,
+    seed: int,
+    returns: np.ndarray,
+    x: np.ndarray,
+    phase: list[str],
+    meta_train: dict[str, Any],
+    evaluation: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Record:
+    """Derive the curve and scores from per-episode returns ``(tasks, runs, episodes)``."""
+    if not np.all(np.isfinite(returns)):
+        raise FloatingPointError(f"{agent.name} on {bench.id}: non-finite episode returns; the agent diverged")
+    budget = np.array([p == "budget" for p in phase])
+    xs = sorted(set(x.tolist()))
+    curve: dict[str, list[float]] = {"x": [], "mean": [], "se": []}
+    for xv in xs:
+        cols = x == xv
+        sc = _score(returns[:, :, cols].mean(axis=2))
+        curve["x"].append(float(xv))
+        curve["mean"].append(sc["value"])
+        curve["se"].append(sc["se"])
+    online = _score(returns[:, :, budget].sum(axis=2))
+    final = _score(returns[:, :, ~budget].mean(axis=2)) if (~budget).any() else {"value": float("nan"), "se": float("nan")}
+    refs = bench.references
+    scores: dict[str, Any] = {
+        "online": online,
+        "final": final,
+        "normalized_online": _normalise(online, refs["random"]["online"], refs["oracle"]["online"]),
+        "normalized_final": _normalise(final, refs["random"]["final"], refs["oracle"]["final"]),
+        "references": refs,
+    }
+    return Record(
+        benchmark={
+            "id": bench.id,
+            "version": bench.version,
+            "task_hash": bench.task_hash,
+            "tier": bench.tier,
+            "headline": bench.headline,
+            "lower_is_better": bench.lower_is_better,
+            "n_test": len(bench.test_tasks),
+            "protocol": bench.summary()["protocol"],
+        },
+        agent={"name": agent.name, "config": agent.resolved_config()},
+        seed=int(seed),
+        meta_train=meta_train,
+        returns=returns,
+        x=np.asarray(x, dtype=np.float64),
+        phase=list(phase),
+        curve=curve,
+        scores=scores,
+        provenance=provenance(),
+        evaluation=evaluation,
+        extra=extra or {},
+    )
