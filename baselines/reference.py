@@ -1,4 +1,4 @@
-"""Reference agents that work on every RL family: ``random``."""
+"""Reference agents for the RL families: ``random`` and ``oracle``."""
 
 from __future__ import annotations
 
@@ -30,3 +30,67 @@ class RandomAgent(Agent):
 
     def adapter(self, ctx: Any) -> Adapter:
         return _RandomAdapter(ctx)
+
+
+class _OracleAdapter(Adapter):
+    """Acts optimally from the task features appended to the observation."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.family_id = ctx.family.id
+        self.raw_dim = int(np.prod(ctx.observation_space.shape)) - len(ctx.benchmark.test_tasks[0].features())
+        self.horizon = ctx.horizon
+
+    def reset(self, groups: np.ndarray) -> None:
+        super().reset(groups)
+        self.t = np.zeros(len(groups), dtype=np.int64)
+        self.q: np.ndarray | None = None
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        raw, feat = obs[:, : self.raw_dim], obs[:, self.raw_dim :]
+        fid = self.family_id
+        if fid.startswith("MetaRL/Bandit"):
+            return np.argmax(feat, axis=1)
+        if fid.startswith("MetaRL/Navigation2D"):
+            return np.clip(feat - raw, -0.1, 0.1).astype(np.float32)
+        if fid.startswith("MetaRL/TabularMDP"):
+            if self.q is None:
+                self.q = self._plan(feat)
+            state = np.argmax(raw, axis=1)
+            t = np.minimum(self.t, self.horizon - 1)
+            return np.argmax(self.q[np.arange(len(obs)), t, state], axis=1)
+        raise NotImplementedError(fid)
+
+    def _plan(self, feat: np.ndarray) -> np.ndarray:
+        from metarl_bench.envs.tabular_mdp import N_ACTIONS, N_STATES, value_iteration
+
+        f = feat.astype(np.float64)
+        mu = f[:, : N_STATES * N_ACTIONS].reshape(-1, N_STATES, N_ACTIONS)
+        p = f[:, N_STATES * N_ACTIONS :].reshape(-1, N_STATES, N_ACTIONS, N_STATES)
+        p = p / p.sum(axis=-1, keepdims=True)  # features are float32: renormalise
+        return value_iteration(mu, p, self.horizon)[0]  # (envs, H, S, A)
+
+    def observe(self, tr: Any) -> None:
+        done = tr.terminated | tr.truncated
+        self.t = np.where(tr.active & ~done, self.t + 1, np.where(tr.active, 0, self.t))
+
+
+class OracleAgent(Agent):
+    """Sees the task and acts optimally: the best arm (bandits), finite-horizon value
+    iteration on the true MDP (tabular MDPs), straight at the goal (Navigation2D).
+
+    On the dynamics-randomised classic-control families no cheap optimal policy exists;
+    the oracle does not run there and those benchmarks have no oracle reference.
+    """
+
+    name = "oracle"
+    sees_task = True
+    description = "knows the task; optimal policy"
+    _SUPPORTED = ("MetaRL/Bandit", "MetaRL/Navigation2D", "MetaRL/TabularMDP")
+
+    def supports(self, benchmark: Any) -> str | None:
+        if benchmark.family.id.startswith(self._SUPPORTED):
+            return None
+        return f"no cheap optimal policy for {benchmark.family.id}; supported families: {list(self._SUPPORTED)}"
+
+    def adapter(self, ctx: Any) -> Adapter:
+        return _OracleAdapter(ctx)

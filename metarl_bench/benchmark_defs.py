@@ -33,3 +33,56 @@ for k in (5, 10):
             ),
             smoke=_smoke(),
         )
+
+
+# --- Tabular MDPs (Duan et al. 2016, Table 2): online score = total reward over n episodes
+for n in (10, 25):
+    register_benchmark(
+        Benchmark(
+            id=f"MetaRL/TabularMDP-n{n}-v0",
+            family_id="MetaRL/TabularMDP-v0",
+            protocol=Protocol(budget_episodes=n, runs_per_task=4, final_episodes=4),
+            n_train=2_000,
+            n_test=500,
+            task_seed=2000 + n,
+            meta_train_steps=400_000_000,
+            headline="online",
+            description=f"10-state 5-action random MDPs, {n} episodes of 10 steps (RL^2 Table 2)",
+        ),
+        smoke=_smoke(),
+    )
+
+# --- 2-D navigation (Finn et al. 2017): final score = return after adaptation
+register_benchmark(
+    Benchmark(
+        id="MetaRL/Navigation2D-v0",
+        family_id="MetaRL/Navigation2D-v0",
+        protocol=Protocol(budget_episodes=60, runs_per_task=4, final_episodes=20),
+        n_train=2_000,
+        n_test=100,
+        task_seed=3000,
+        meta_train_steps=100_000_000,
+        headline="final",
+        description="point navigation to a hidden goal in [-0.5,0.5]^2, 60 episodes to adapt (MAML section 5.3)",
+    ),
+    smoke=_smoke(budget_episodes=20, final_episodes=20),
+)
+
+# --- dynamics-randomised classic control: final score after a budget of episodes
+for name, budget in (("CartPoleDynamics", 20), ("PendulumDynamics", 20)):
+    register_benchmark(
+        Benchmark(
+            id=f"MetaRL/{name}-v0",
+            family_id=f"MetaRL/{name}-v0",
+            protocol=Protocol(budget_episodes=budget, runs_per_task=2, final_episodes=10),
+            n_train=1_000,
+            n_test=50,
+            task_seed=4000 + len(name),
+            meta_train_steps=50_000_000,
+            headline="final",
+            description=f"{name}: pole/pendulum length and mass scaled log-uniformly in [0.5, 2]",
+        ),
+        smoke=_smoke(budget_episodes=2, final_episodes=2),
+    )
+
+import metarl_bench.supervised  # noqa: E402,F401  (the supervised few-shot benchmarks)

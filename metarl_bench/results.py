@@ -13,6 +13,7 @@ with their shape, so a bandit record of 1,000 tasks x 10 runs x 110 episodes sta
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import math
 import os
@@ -75,7 +76,8 @@ class Record:
 
     # -- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The JSON object written to disk (a deep copy: editing it leaves the record alone)."""
+        return copy.deepcopy({
             "schema_version": SCHEMA_VERSION,
             "benchmark": self.benchmark,
             "agent": self.agent,
@@ -92,7 +94,7 @@ class Record:
             "scores": self.scores,
             "provenance": self.provenance,
             "extra": self.extra,
-        }
+        })
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "record") -> Record:

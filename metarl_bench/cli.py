@@ -1,0 +1,302 @@
+"""The ``metarl-bench`` command line.
+
+    metarl-bench list [families|benchmarks|agents]
+    metarl-bench check-env ID [ID ...] | --all
+    metarl-bench run --benchmark B [B ...] --agent A [A ...] --seeds 0 1 2 [--workers N] [--set key=value]
+    metarl-bench evaluate --benchmark B --agent A [--seed S] [--set key=value]
+    metarl-bench leaderboard | plot [--results DIR]
+    metarl-bench compare A B --benchmark B [--results DIR]
+    metarl-bench perf [envs|harness|maml|fewshot|rl2]
+    metarl-bench bench [--tier quick|smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_RESULTS = "results"
+
+
+def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value (e.g. --set iterations=100), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --- list / check-env ------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import metarl_bench
+    from metarl_bench.agents import agent_class, agent_kinds, agent_names
+    from metarl_bench.benchmarks import benchmark, benchmark_ids
+    from metarl_bench.family import family_spec
+
+    what = args.what
+    if what in (None, "families"):
+        rows = []
+        for fid in metarl_bench.family_ids():
+            spec = family_spec(fid)
+            d = spec.make().describe()
+            rows.append([fid, d["kind"], ", ".join(d["task_parameters"]), d["distribution"], d["horizon"] or "-",
+                         "yes" if d["batched"] else "no", spec.provider])
+        print("Families\n" + _table(rows, ["id", "kind", "task parameters", "distribution", "horizon", "batched", "source"]))
+    if what in (None, "benchmarks"):
+        rows = []
+        for bid in benchmark_ids(args.tier):
+            b = benchmark(bid)
+            p = b.protocol
+            budget = f"{p.budget_episodes} ep x {p.runs_per_task} runs" if p.shots is None else f"K={p.shots}"
+            rows.append([bid, b.tier, b.family_id, b.n_test, budget, b.headline + (" (lower better)" if b.lower_is_better else "")])
+        print("\nBenchmarks\n" + _table(rows, ["id", "tier", "family", "test tasks", "protocol", "headline"]))
+    if what in (None, "agents"):
+        rows = []
+        for name in agent_names():
+            kinds = agent_kinds(name)
+            desc = "; ".join(agent_class(name, k).description or agent_class(name, k).__doc__.splitlines()[0]
+                             for k in kinds)
+            rows.append([name, ", ".join(sorted(kinds)), desc])
+        print("\nAgents\n" + _table(rows, ["name", "kinds", "description"]))
+    return 0
+
+
+def cmd_check_env(args: argparse.Namespace) -> int:
+    import metarl_bench
+    from metarl_bench.checks import check_family, format_report
+
+    ids = metarl_bench.family_ids() if args.all else args.ids
+    if not ids:
+        raise SystemExit("check-env needs a family id (see `metarl-bench list families`) or --all")
+    failed = 0
+    for fid in ids:
+        results = check_family(fid)
+        print(format_report(fid, results))
+        failed += sum(not r.passed for r in results)
+    return 1 if failed else 0
+
+
+# --- run / evaluate --------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from metarl_bench.sweep import is_done, plan, run_sweep
+
+    config = _parse_set(args.set)
+    jobs, skipped = plan(args.benchmark, args.agent, args.seeds, config)
+    for s in skipped:
+        print(f"skip: {s}", file=sys.stderr)
+    todo = [j for j in jobs if args.force or not is_done(j, args.results)]
+    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done in {args.results}/, {len(todo)} to run")
+    bar = tqdm(total=len(todo), unit="job", disable=not todo)
+    failures = []
+
+    def on_done(job: Any, path: str | None, err: BaseException | None) -> None:
+        bar.update(1)
+        if err is None:
+            bar.write(f"done: {job} -> {path}")
+        else:
+            failures.append((job, err))
+            bar.write(f"FAILED: {job}: {type(err).__name__}: {err}")
+
+    run_sweep(todo, args.results, workers=args.workers, force=True, backend=args.backend, on_done=on_done)
+    bar.close()
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import metarl_bench
+
+    agent = metarl_bench.agent(args.agent, **_parse_set(args.set))
+    t = time.perf_counter()
+    rec = metarl_bench.evaluate(agent, args.benchmark, seed=args.seed, progress=True,
+                                results=None if args.no_save else args.results)
+    s = rec.scores
+    print(f"{args.agent} on {args.benchmark} (seed {args.seed}), {time.perf_counter() - t:.1f} s")
+    for k in ("online", "final"):
+        norm = s.get(f"normalized_{k}")
+        extra = f"   normalised {norm['value']:.3f}" if norm else ""
+        print(f"  {k:7s} {s[k]['value']:.4f} +- {s[k]['se']:.4f} (se){extra}")
+    print(f"  curve x={rec.curve['x']}")
+    print(f"  curve mean={[round(v, 4) for v in rec.curve['mean']]}")
+    print(f"  meta-training: {rec.meta_train['env_steps']:,} env steps, {rec.meta_train['wall_seconds']:.1f} s")
+    if not args.no_save:
+        print(f"  record: {rec.path(args.results)}")
+    if args.json:
+        print(json.dumps(s, indent=1))
+    return 0
+
+
+# --- leaderboard / compare / plot ------------------------------------------------------------
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from metarl_bench.leaderboard import write_leaderboard
+
+    paths = write_leaderboard(args.results, allow_errors=args.allow_errors)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from metarl_bench.leaderboard import compare
+
+    _, text = compare(args.results, args.agent_a, args.agent_b, args.benchmark)
+    print(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from metarl_bench.leaderboard import write_plots
+
+    for p in write_plots(args.results, benchmark_id=args.benchmark):
+        print(f"wrote {p}")
+    return 0
+
+
+# --- perf / bench ----------------------------------------------------------------------------
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    suites = args.suites or ["envs", "harness"]
+    for suite in suites:
+        if suite == "envs":
+            from metarl_bench.perf import main_perf
+
+            print(main_perf(args.families or None))
+        elif suite == "harness":
+            from metarl_bench.perf import harness_throughput
+
+            print(harness_throughput())
+        elif suite == "maml":
+            from metarl_bench.baselines.maml_rl import maml_bench
+
+            maml_bench()
+        elif suite == "fewshot":
+            from metarl_bench.supervised import supervised_perf
+
+            supervised_perf()
+        elif suite == "rl2":
+            from metarl_bench.baselines.rl2 import rl2_bench
+
+            rl2_bench()
+        else:
+            raise SystemExit(f"unknown perf suite {suite!r}; choose from envs, harness, maml, fewshot, rl2")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from metarl_bench.bench import run_bench
+
+    return run_bench(tier=args.tier, results=args.results, workers=args.workers)
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metarl-bench", description="Meta-RL benchmark suite")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="families, benchmarks and agents")
+    s.add_argument("what", nargs="?", choices=["families", "benchmarks", "agents"])
+    s.add_argument("--tier", choices=["smoke", "quick", "full"], help="only benchmarks of this tier")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("check-env", help="validate families (Gymnasium checker, seeding, tasks, batching)")
+    s.add_argument("ids", nargs="*")
+    s.add_argument("--all", action="store_true", help="check every registered family")
+    s.set_defaults(fn=cmd_check_env)
+
+    def results_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--results", default=DEFAULT_RESULTS, help="results folder (default: results/)")
+
+    s = sub.add_parser("run", help="a resumable sweep of benchmarks x agents x seeds")
+    s.add_argument("--benchmark", nargs="+", required=True)
+    s.add_argument("--agent", nargs="+", required=True)
+    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
+    s.add_argument("--backend", choices=["local", "ray"], default="local")
+    s.add_argument("--force", action="store_true", help="rerun jobs whose record exists")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="agent config override (repeatable)")
+    results_arg(s)
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("evaluate", help="one agent on one benchmark, scores printed")
+    s.add_argument("--benchmark", required=True)
+    s.add_argument("--agent", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--no-save", action="store_true", help="do not write the record")
+    s.add_argument("--json", action="store_true", help="also print the scores as JSON")
+    results_arg(s)
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("leaderboard", help="LEADERBOARD.md, index.html and plots from the records")
+    s.add_argument("--allow-errors", action="store_true", help="publish despite invalid records (with a warning)")
+    results_arg(s)
+    s.set_defaults(fn=cmd_leaderboard)
+
+    s = sub.add_parser("compare", help="IQM difference and probability of improvement of A over B")
+    s.add_argument("agent_a")
+    s.add_argument("agent_b")
+    s.add_argument("--benchmark", required=True)
+    results_arg(s)
+    s.set_defaults(fn=cmd_compare)
+
+    s = sub.add_parser("plot", help="adaptation curves and performance profiles")
+    s.add_argument("--benchmark", default=None)
+    results_arg(s)
+    s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("perf", help="throughput benchmarks (ratios measured in the same run)")
+    s.add_argument("suites", nargs="*", help="envs (default), harness, maml, fewshot, rl2")
+    s.add_argument("--families", nargs="*")
+    s.set_defaults(fn=cmd_perf)
+
+    s = sub.add_parser("bench", help="the main job: the quick benchmark, records, leaderboard and plots")
+    s.add_argument("--tier", choices=["smoke", "quick"], default="quick")
+    s.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
+    results_arg(s)
+    s.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from metarl_bench.family import UnknownIdError
+
+    try:
+        return int(args.fn(args) or 0)
+    except (UnknownIdError, ValueError, TypeError) as exc:
+        print(f"metarl-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

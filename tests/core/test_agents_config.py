@@ -1,0 +1,46 @@
+"""Agent configs: unknown and ill-typed fields refused, tuned YAML per benchmark, kinds."""
+
+import pytest
+
+import metarl_bench
+from metarl_bench.agents import agent_names, tuned_config
+
+
+def test_unknown_config_field_is_named_with_suggestion():
+    with pytest.raises(TypeError, match="no config field 'epsilom'.*epsilon"):
+        metarl_bench.agent("epsilon-greedy", epsilom=0.2)
+
+
+def test_ill_typed_config_field_is_named():
+    with pytest.raises(TypeError, match="'epsilon' must be float"):
+        metarl_bench.agent("epsilon-greedy", epsilon="lots")
+
+
+def test_out_of_range_config_value_is_named():
+    with pytest.raises(ValueError, match="'epsilon' must be in"):
+        metarl_bench.agent("epsilon-greedy", epsilon=1.5)
+    with pytest.raises(ValueError, match="'c' must be > 0"):
+        metarl_bench.agent("ucb1", c=-1.0)
+
+
+def test_ints_are_accepted_for_floats_and_coerced():
+    a = metarl_bench.agent("ucb1", c=2)
+    assert a.config.c == 2.0 and isinstance(a.config.c, float)
+
+
+def test_tuned_config_falls_back_from_smoke_to_quick_tier(tmp_path, monkeypatch):
+    import metarl_bench.agents as agents
+
+    (tmp_path / "demo.yaml").write_text(
+        "default: {a: 1}\nMetaRL/X-v0: {b: 2}\nMetaRL/X-smoke-v0: {c: 3}\n"
+    )
+    monkeypatch.setattr(agents, "_config_dir", lambda: tmp_path)
+    assert tuned_config("demo", "MetaRL/X-v0") == {"a": 1, "b": 2}
+    assert tuned_config("demo", "MetaRL/X-smoke-v0") == {"a": 1, "b": 2, "c": 3}
+    assert tuned_config("demo", "MetaRL/Y-v0") == {"a": 1}
+    assert tuned_config("no-such-agent", "MetaRL/X-v0") == {}
+
+
+def test_reference_agents_are_registered():
+    names = set(agent_names())
+    assert {"random", "oracle", "bayes-optimal", "gittins", "ucb1", "thompson", "greedy", "epsilon-greedy", "psrl"} <= names
