@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -73,9 +72,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = []
         for name in agent_names():
             kinds = agent_kinds(name)
-            desc = "; ".join(agent_class(name, k).description or agent_class(name, k).__doc__.splitlines()[0]
-                             for k in kinds)
-            rows.append([name, ", ".join(sorted(kinds)), desc])
+            descs = []
+            for k in sorted(kinds):
+                try:
+                    cls = agent_class(name, k)
+                    descs.append(cls.description or (cls.__doc__ or "").strip().splitlines()[0])
+                except ImportError as exc:  # a broken plugin or module: show it, list the rest
+                    descs.append(f"(cannot import: {exc})")
+            rows.append([name, ", ".join(sorted(kinds)), "; ".join(descs)])
         print("\nAgents\n" + _table(rows, ["name", "kinds", "description"]))
     return 0
 
@@ -90,7 +94,7 @@ def cmd_check_env(args: argparse.Namespace) -> int:
     failed = 0
     for fid in ids:
         results = check_family(fid)
-        print(format_report(fid, results))
+        print(format_report(results, title=fid))
         failed += sum(not r.passed for r in results)
     return 1 if failed else 0
 
@@ -180,7 +184,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    suites = args.suites or ["envs", "harness"]
+    suites = args.suites or ["envs"]
     for suite in suites:
         if suite == "envs":
             from metarl_bench.perf import main_perf
@@ -189,7 +193,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         elif suite == "harness":
             from metarl_bench.perf import harness_throughput
 
-            print(harness_throughput())
+            h = harness_throughput()
+            print(f"harness on {h['family']}: {h['harness_steps_per_s']:,.0f} steps/s = "
+                  f"{100 * h['fraction']:.0f}% of the raw batched env ({h['raw_steps_per_s']:,.0f} steps/s)")
         elif suite == "maml":
             from metarl_bench.baselines.maml_rl import maml_bench
 
@@ -272,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("perf", help="throughput benchmarks (ratios measured in the same run)")
-    s.add_argument("suites", nargs="*", help="envs (default), harness, maml, fewshot, rl2")
+    s.add_argument("suites", nargs="*", help="envs (default; includes the harness fraction), harness, maml, fewshot, rl2")
     s.add_argument("--families", nargs="*")
     s.set_defaults(fn=cmd_perf)
 

@@ -135,6 +135,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self.params = {k: v.copy() for k, v in self._pending.items()}
         self._features = self._pending_features.copy()
         self._tasks = list(self._pending_tasks)
+        self._stale[:] = False
 
     # -- tasks ---------------------------------------------------------------------------
     def _validate_task(self, task: Any) -> Task:
@@ -150,7 +151,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         tasks = [self._validate_task(t) for t in tasks]
         self._pending_tasks = tasks
         self._pending = self._task_params(tasks)
-        self._pending_features = np.stack([t.features() for t in tasks]).astype(np.float32)
+        features: dict[int, np.ndarray] = {}  # a task repeated over sub-envs is converted once
+        for t in tasks:
+            if id(t) not in features:
+                features[id(t)] = t.features()
+        self._pending_features = np.stack([features[id(t)] for t in tasks]).astype(np.float32)
+        self._stale = np.ones(self.num_envs, dtype=bool)  # sub-envs whose pending task is not yet in effect
 
     @property
     def tasks(self) -> list[Task]:
@@ -161,6 +167,12 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         raise NotImplementedError
 
     def _swap_tasks(self, mask: np.ndarray) -> None:
+        # Only sub-envs with a task set since their last reset need copying; autoresets of
+        # unchanged tasks (every episode of a harness stage) then cost nothing here.
+        mask = mask & self._stale
+        if not mask.any():
+            return
+        self._stale[mask] = False
         for k, v in self._pending.items():
             self.params[k][mask] = v[mask]
         self._features[mask] = self._pending_features[mask]
@@ -185,7 +197,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
             mask = np.asarray(options["reset_mask"], dtype=bool)
         given = np.array([s is not None for s in seeds], dtype=bool) & mask
         if given.any():
-            self.streams.seed([s for s, g in zip(seeds, given) if g], index=given)
+            self.streams.seed([int(s) for s, g in zip(seeds, given) if g and s is not None], index=given)
         if not self._seeded:
             fresh = mask & ~given
             if fresh.any():
@@ -196,7 +208,8 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
-        resetting = self._autoreset
+        # A copy: _reset_masked clears self._autoreset in place, which would empty the mask.
+        resetting = self._autoreset.copy()
         live = ~resetting
         reward, terminated = self._step_envs(actions, live)
         reward = np.where(live, reward, 0.0)

@@ -104,7 +104,7 @@ class Family:
             self.check_task(t)
         kw = {**self.kwargs, **kwargs}
         if self.vector_env_cls is not None:
-            venv: Any = self.vector_env_cls(num_envs=len(tasks), **kw)
+            venv: Any = self.vector_env_cls(num_envs=len(tasks), **kw)  # type: ignore[call-arg]
         else:
             venv = gym.vector.SyncVectorEnv([lambda: gym.make(self.id, **kw) for _ in tasks])
             venv = _SyncTaskVectorEnv(venv)
@@ -169,7 +169,15 @@ _PLUGINS_LOADED = False
 def _vector_creator(family_cls: type[Family], fixed: dict[str, Any]) -> Callable[..., gym.vector.VectorEnv]:
     def make(num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
         assert family_cls.vector_env_cls is not None
-        return family_cls.vector_env_cls(num_envs=num_envs, **{**fixed, **kwargs})
+        # gym.make_vec passes the spec's max_episode_steps; a batched env's horizon is built in.
+        steps = kwargs.pop("max_episode_steps", None)
+        horizon = family_cls.horizon if family_cls.truncates else None
+        if steps is not None and steps != horizon:
+            raise ValueError(
+                f"{family_cls.id}: the batched env's horizon is fixed at {horizon} steps (changing it would make "
+                f"another family version); got max_episode_steps={steps}. Drop the argument."
+            )
+        return family_cls.vector_env_cls(num_envs=num_envs, **{**fixed, **kwargs})  # type: ignore[call-arg]
 
     return make
 

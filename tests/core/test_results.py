@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import metarl_bench
-from metarl_bench.results import RecordError, atomic_write_json, decode_array, encode_array, load_all, load_record
+from metarl_bench.results import (
+    RecordError,
+    atomic_write_json,
+    decode_array,
+    encode_array,
+    load_all,
+    load_record,
+)
 
 
 @pytest.fixture(scope="module")
