@@ -1,0 +1,197 @@
+"""Leaderboard and compare: a pure, deterministic function of the records that refuses bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from metarl_bench import leaderboard as lb
+from metarl_bench import stats
+from metarl_bench.harness import build_record
+from metarl_bench.results import Record
+
+BENCH = "MetaRL/Fake-v0"
+REFS = {"random": {"online": 1.0, "final": 0.5}, "oracle": {"online": 2.0, "final": 1.0}}
+
+
+def fake_record(
+    returns: np.ndarray,
+    seed: int = 0,
+    agent: str = "a",
+    task_hash: str = "h0",
+    lower_is_better: bool = False,
+    bench_id: str = BENCH,
+    config: dict | None = None,
+    meta_train: dict | None = None,
+    refs: dict | None = None,
+) -> Record:
+    """A record built by the harness's own ``build_record`` from ``(tasks, runs, 4 episodes)`` returns
+    (2 budget episodes, 2 final)."""
+    bench = SimpleNamespace(
+        id=bench_id, version=0, task_hash=task_hash, tier="smoke", headline="online",
+        lower_is_better=lower_is_better, test_tasks=list(range(returns.shape[0])), references=refs or REFS,
+        summary=lambda: {"protocol": {"budget_episodes": 2, "runs_per_task": returns.shape[1]}},
+    )
+    ag = SimpleNamespace(name=agent, resolved_config=lambda: dict(config or {}))
+    x = np.array([0.0, 1.0, 2.0, 2.0])
+    phase = ["budget", "budget", "final", "final"]
+    mt = meta_train or {"env_steps": 1000 * (seed + 1), "wall_seconds": 3.0}
+    return build_record(ag, bench, seed, returns, x, phase, mt, {})
+
+
+def rets(seed: int, p: float, tasks: int = 6, runs: int = 3) -> np.ndarray:
+    return (np.random.default_rng(seed).random((tasks, runs, 4)) < p).astype(float)
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    for s in (0, 1):
+        fake_record(rets(10 + s, 0.8), seed=s, agent="good").save(root)
+        fake_record(rets(20 + s, 0.3), seed=s, agent="weak").save(root)
+    return root
+
+
+def table_row(md: str, agent: str) -> list[str]:
+    rows = [line for line in md.splitlines() if line.startswith("| ") and f" | {agent} | " in line]
+    assert len(rows) == 1, rows
+    return [c.strip() for c in rows[0].strip("|").split("|")]
+
+
+def test_markdown_numbers_match_the_records(results: Path):
+    md, page, errors = lb.build_leaderboard(results, reps=200)
+    assert errors == []
+    recs = [Record.from_dict(json.loads(p.read_text())) for p in sorted((results / BENCH / "good").glob("*.json"))]
+    pooled = np.concatenate([r.score_matrix("online") for r in recs], axis=0)
+    per_task = pooled.mean(axis=0)
+    mean, half = per_task.mean(), 1.96 * per_task.std(ddof=1) / np.sqrt(per_task.size)
+    row = table_row(md, "good")
+    assert row[0] == "1"  # higher online score ranks first
+    m_txt, h_txt = row[2].split(" ± ")
+    tol = 0.5 * 10.0 ** -len(m_txt.split(".")[1]) + 1e-9  # half a unit of the last printed digit
+    m, h = float(m_txt), float(h_txt)
+    assert m == pytest.approx(mean, abs=tol) and h == pytest.approx(half, abs=tol)
+    assert row[2] == lb.fmt_pm(*stats.mean_and_se(pooled))
+    # the mean over two seeds with the same tasks and runs is the mean of the seeds' scores
+    assert m == pytest.approx(np.mean([r.scores["online"]["value"] for r in recs]), abs=tol)
+    agg = stats.aggregate(recs)
+    assert row[4] == lb.fmt_ci(stats.iqm_ci(agg.scores, reps=200))
+    assert row[5] == "1,500" and row[6] == "3.0 s" and row[7] == "2"
+    assert table_row(md, "weak")[0] == "2"
+    assert "<td class=agent>good</td>" in page and row[2] in page
+    assert "plots/MetaRL__Fake-v0.curves.png" in md and 'src="plots/MetaRL__Fake-v0.curves.png"' in page
+
+
+def test_lower_is_better_ranks_lowest_first(tmp_path: Path):
+    root = tmp_path / "r"
+    fake_record(rets(1, 0.9), agent="high", lower_is_better=True).save(root)
+    fake_record(rets(2, 0.1), agent="low", lower_is_better=True).save(root)
+    md, _, _ = lb.build_leaderboard(root, reps=50)
+    assert table_row(md, "low")[0] == "1" and table_row(md, "high")[0] == "2"
+    assert "lower is better" in md
+
+
+def test_write_leaderboard_files_and_determinism(results: Path):
+    paths = lb.write_leaderboard(results, reps=100)
+    names = {p.relative_to(results).as_posix() for p in paths}
+    assert {"LEADERBOARD.md", "index.html", "plots/MetaRL__Fake-v0.curves.png",
+            "plots/MetaRL__Fake-v0.profiles.svg"} <= names
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    before = {p: p.read_bytes() for p in paths}
+    (results / "plots" / "MetaRL__Gone-v0.curves.png").write_bytes(b"stale")
+    lb.write_leaderboard(results, reps=100)
+    assert {p: p.read_bytes() for p in paths} == before
+    assert not (results / "plots" / "MetaRL__Gone-v0.curves.png").exists()
+
+
+def test_truncated_file_is_named_and_nothing_published(results: Path):
+    bad = results / BENCH / "weak" / "seed-1.json"
+    bad.write_text(bad.read_text()[:200])
+    with pytest.raises(lb.LeaderboardError) as err:
+        lb.write_leaderboard(results, reps=50)
+    assert str(bad) in str(err.value) and "not valid JSON" in str(err.value)
+    assert not (results / "LEADERBOARD.md").exists() and not (results / "index.html").exists()
+    lb.write_leaderboard(results, allow_errors=True, reps=50)
+    md = (results / "LEADERBOARD.md").read_text()
+    assert "Warning: incomplete" in md and str(bad) in md
+    assert table_row(md, "weak")[7] == "1"  # only the good seed is counted
+    assert "Warning: incomplete" in (results / "index.html").read_text()
+
+
+def test_hand_edited_score_and_moved_file_are_named(results: Path):
+    edited = results / BENCH / "good" / "seed-0.json"
+    d = json.loads(edited.read_text())
+    d["scores"]["online"]["value"] = 99.0
+    edited.write_text(json.dumps(d))
+    moved = results / BENCH / "weak" / "seed-7.json"
+    (results / BENCH / "weak" / "seed-1.json").rename(moved)
+    _, _, errors = lb.build_leaderboard(results, reps=50)
+    assert len(errors) == 2
+    assert any(str(edited) in e and "edited" in e for e in errors)
+    assert any(str(moved) in e and "seed-1.json" in e for e in errors)
+
+
+def test_mixed_task_hashes_of_one_agent_are_not_pooled(results: Path):
+    fake_record(rets(3, 0.5), seed=2, agent="good", task_hash="other").save(results)
+    md, _, errors = lb.build_leaderboard(results, reps=50)
+    assert len(errors) == 1 and "good" in errors[0] and "different task lists" in errors[0]
+    assert " | good | " not in md and table_row(md, "weak")[0] == "1"
+
+
+def test_mixed_configs_of_one_agent_are_not_pooled(results: Path):
+    fake_record(rets(3, 0.5), seed=2, agent="good", config={"lr": 0.1}).save(results)
+    _, _, errors = lb.build_leaderboard(results, reps=50)
+    assert len(errors) == 1 and "different agent configurations" in errors[0]
+
+
+def test_compare_exact_on_separated_agents(tmp_path: Path):
+    root = tmp_path / "r"
+    fake_record(np.ones((5, 2, 4)), agent="hi").save(root)  # online 2 -> normalised 1
+    fake_record(np.zeros((5, 2, 4)), agent="lo").save(root)  # online 0 -> normalised -1
+    summary, text = lb.compare(root, "hi", "lo", BENCH, reps=100)
+    assert summary["normalized"] and summary["score"] == "online"
+    assert summary["iqm_difference"] == {"point": 2.0, "low": 2.0, "high": 2.0}
+    assert summary["probability_of_improvement"] == {"point": 1.0, "low": 1.0, "high": 1.0}
+    assert "hi is better" in text
+    with pytest.raises(ValueError, match=r"agents with records: \['hi', 'lo'\]"):
+        lb.compare(root, "hi", "nobody", BENCH)
+    with pytest.raises(ValueError, match="benchmarks with records"):
+        lb.compare(root, "hi", "lo", "MetaRL/Other-v0")
+
+
+def test_compare_probability_of_improvement_matches_stats(results: Path):
+    summary, _ = lb.compare(results, "weak", "good", BENCH, reps=100)
+    good = stats.aggregate([fake_record(rets(10 + s, 0.8), seed=s, agent="good") for s in (0, 1)])
+    weak = stats.aggregate([fake_record(rets(20 + s, 0.3), seed=s, agent="weak") for s in (0, 1)])
+    poi = summary["probability_of_improvement"]
+    assert poi["point"] == pytest.approx(stats.probability_of_improvement(weak.scores, good.scores), abs=1e-9)
+    assert poi["low"] <= poi["point"] <= poi["high"] < 0.5
+
+
+def test_compare_raw_lower_is_better_without_references(tmp_path: Path):
+    root = tmp_path / "r"
+    none = {"random": {"online": None, "final": None}, "oracle": {"online": None, "final": None}}
+    fake_record(np.ones((5, 2, 4)), agent="high-mse", lower_is_better=True, refs=none).save(root)
+    fake_record(np.zeros((5, 2, 4)), agent="low-mse", lower_is_better=True, refs=none).save(root)
+    summary, text = lb.compare(root, "low-mse", "high-mse", BENCH, reps=50)
+    assert not summary["normalized"] and summary["lower_is_better"]
+    assert summary["iqm_difference"]["point"] == -2.0
+    assert summary["probability_of_improvement"]["point"] == 1.0
+    assert "low-mse is better (lower online score)" in text
+    md, _, _ = lb.build_leaderboard(root, reps=50)
+    assert "(no references: raw, lower is better)" in md and table_row(md, "low-mse")[0] == "1"
+
+
+def test_write_plots_of_one_benchmark(results: Path, tmp_path: Path):
+    fake_record(rets(1, 0.5), agent="good", bench_id="MetaRL/Other-v0").save(results)
+    paths = lb.write_plots(results, benchmark_id="MetaRL/Other-v0", out_dir=tmp_path / "p")
+    assert sorted(p.name for p in paths) == [
+        "MetaRL__Other-v0.curves.png", "MetaRL__Other-v0.curves.svg",
+        "MetaRL__Other-v0.profiles.png", "MetaRL__Other-v0.profiles.svg",
+    ]
+    with pytest.raises(ValueError, match="benchmarks with records"):
+        lb.write_plots(results, benchmark_id="MetaRL/Missing-v0")
