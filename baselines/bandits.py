@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,7 @@ class ExactBayesOptimal:
         """Expected total reward of the Bayes-optimal policy over the horizon."""
         return self._value(tuple((0, 0) for _ in range(self.k)))
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one solver per (k, horizon), kept for the process
+    @cache  # noqa: B019 - one solver per (k, horizon), kept for the process
     def best_pair(self, state: tuple[tuple[int, int], ...]) -> tuple[int, int]:
         """The (s, f) counts of an optimal arm to pull in canonical ``state``."""
         q = self.q_values(state)

@@ -137,7 +137,7 @@ class EvalContext:
 def provenance() -> dict[str, Any]:
     import importlib.metadata as md
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("metarl-bench", "gymnasium", "numpy", "torch", "scipy", "stable-baselines3"):
         try:
             versions[pkg] = md.version(pkg)

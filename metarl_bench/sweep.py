@@ -35,7 +35,8 @@ def plan(
     from metarl_bench.agents import agent as make_agent
     from metarl_bench.benchmarks import benchmark as get_benchmark
 
-    jobs, skipped = [], []
+    jobs: list[Job] = []
+    skipped: list[str] = []
     cfg = tuple(sorted((config or {}).items()))
     for b in benchmarks:
         bench = get_benchmark(b)
