@@ -8,6 +8,7 @@ so killing a sweep loses only the jobs in flight and rerunning continues where i
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -79,6 +80,23 @@ def run_job(job: Job, results: str) -> str:
 
 def _init_worker() -> None:
     os.environ["METARL_BENCH_WORKER"] = "1"
+    # Ctrl-C reaches the whole process group. Only the parent acts on it (it stops the pool);
+    # a worker would otherwise report KeyboardInterrupt as its job's failure and take the next job.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop now: drop the queued jobs and end the workers (their jobs in flight are lost).
+
+    Without this, leaving the ``with`` block on KeyboardInterrupt waits for every queued job.
+    A worker ended mid-write leaves at most a ``.tmp-*`` file, which the loaders ignore.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
 
 
 def run_sweep(
@@ -115,11 +133,15 @@ def run_sweep(
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
             futures: dict[Future[str], Job] = {pool.submit(run_job, j, results): j for j in todo}
             pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    err = fut.exception()
-                    done(futures[fut], None if err else fut.result(), err)
+            try:
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        err = fut.exception()
+                        done(futures[fut], None if err else fut.result(), err)
+            except BaseException:  # KeyboardInterrupt, SystemExit: finished records are kept
+                _stop_pool(pool)
+                raise
     return written, failed
 
 
