@@ -1,0 +1,705 @@
+"""RL² (Duan et al. 2016, "RL²: Fast Reinforcement Learning via Slow Reinforcement Learning").
+
+A recurrent policy whose hidden state is the learning algorithm. The GRU reads, at each
+step, the observation, the previous action (one-hot for discrete actions, the clipped
+action rescaled to [-1, 1] for boxes), the previous reward and the previous step's done
+flag. The hidden state persists across every episode of a *trial* (the benchmark's
+experience budget of episodes on one task) and is reset only when a new trial, i.e. a
+new task, begins. The outer loop is PPO (Schulman et al. 2017) on whole trials:
+
+    r_t(θ) = π_θ(a_t | h_t) / π_θ_old(a_t | h_t)
+    L^CLIP = E[min(r_t A_t, clip(r_t, 1 - ε, 1 + ε) A_t)]
+    L = -L^CLIP + c_v · ½ (V_θ(h_t) - R_t)² - c_e · H[π_θ(· | h_t)]
+
+with A_t from GAE over the trial (episode ends inside a trial are *not* value
+boundaries: the objective is the trial's total return, so exploration pays), thousands
+of trials stepped in parallel by one batched vector env, and backpropagation through
+time over whole trials (or over chunks of ``bptt_chunk`` steps for long ones).
+
+Evaluation fits the harness as in the paper: one stage is one episode, ``adapt()`` is a
+no-op, and the hidden state carries the experience, so the online score of the bandit
+and MDP benchmarks is exactly the RL² paper's metric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
+from metarl_bench.baselines.common import gae
+
+
+@dataclass
+class RL2Config(AgentConfig):
+    """RL² hyperparameters (tuned values per benchmark in ``baselines/configs/rl2.yaml``)."""
+
+    hidden_size: int = 128
+    """GRU hidden units."""
+    num_trials: int = 1024
+    """Trials (tasks) collected in parallel per PPO update."""
+    train_env_steps: int = 10_000_000
+    """Meta-training environment steps (capped by the benchmark's budget)."""
+    trial_episodes: int = 0
+    """Episodes per training trial; 0 = the benchmark's budget (+ its final episodes when the headline is final)."""
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    anneal_lr: bool = True
+    """Decay the step size linearly to 0 over training."""
+    gamma: float = 1.0
+    """Discount over the whole trial (1 = the trial's total return, the online score)."""
+    gae_lambda: float = 0.3
+    """GAE λ."""
+    clip_coef: float = 0.2
+    """PPO ratio clip ε."""
+    update_epochs: int = 4
+    """PPO epochs per batch of trials."""
+    num_minibatches: int = 4
+    """Minibatches per epoch (split over trials or BPTT chunks)."""
+    ent_coef: float = 0.01
+    """Entropy bonus at the start of training."""
+    ent_coef_final: float = 0.0
+    """Entropy bonus at the end (linear schedule)."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    reward_scale: float = 1.0
+    """Multiplies rewards in the PPO targets (not in the GRU input), to keep value losses O(1)."""
+    bptt_chunk: int = 0
+    """Truncate backpropagation through time to chunks of this many steps; 0 = whole trials."""
+    max_bptt_steps: int = 1000
+    """Longest trial (in steps) trained without chunking; longer ones need ``bptt_chunk``."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian head (continuous actions, in [-1, 1] units)."""
+    deterministic_eval: bool = False
+    """Act greedily (argmax / mean) during evaluation instead of sampling."""
+    num_threads: int = 1
+    """torch CPU threads while training and acting (1 is fastest on a shared 2-core machine)."""
+    checkpoint_dir: str = ""
+    """Where the last good parameters are saved if training hits a NaN (default: the temp dir)."""
+    log_every: int = 10
+    """Record training metrics every this many updates."""
+
+    def validate(self) -> None:
+        positive(
+            "rl2",
+            hidden_size=self.hidden_size,
+            num_trials=self.num_trials,
+            train_env_steps=self.train_env_steps,
+            learning_rate=self.learning_rate,
+            gamma=self.gamma,
+            clip_coef=self.clip_coef,
+            update_epochs=self.update_epochs,
+            num_minibatches=self.num_minibatches,
+            max_grad_norm=self.max_grad_norm,
+            reward_scale=self.reward_scale,
+            max_bptt_steps=self.max_bptt_steps,
+            num_threads=self.num_threads,
+            log_every=self.log_every,
+        )
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"agent 'rl2': config field {name!r} must be in [0, 1], got {value!r}")
+        for name in ("trial_episodes", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"agent 'rl2': config field {name!r} must be >= 0, got {getattr(self, name)!r}")
+        if self.num_minibatches > self.num_trials:
+            raise ValueError(
+                f"agent 'rl2': config field 'num_minibatches' ({self.num_minibatches}) must not exceed "
+                f"'num_trials' ({self.num_trials})"
+            )
+
+
+# --- inputs and network --------------------------------------------------------------------
+
+
+class _Spec:
+    """How observations and actions of one family enter and leave the network."""
+
+    def __init__(self, obs_space: spaces.Space, act_space: spaces.Space) -> None:
+        if not isinstance(obs_space, spaces.Box):
+            raise TypeError(f"rl2 needs a Box observation space, got {obs_space}")
+        self.obs_dim = int(np.prod(obs_space.shape))
+        self.discrete = isinstance(act_space, spaces.Discrete)
+        if self.discrete:
+            self.act_dim = int(act_space.n)  # type: ignore[attr-defined]
+            self.start = int(act_space.start)  # type: ignore[attr-defined]
+        elif isinstance(act_space, spaces.Box):
+            self.act_dim = int(np.prod(act_space.shape))
+            low, high = act_space.low.reshape(-1), act_space.high.reshape(-1)
+            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+                raise TypeError(f"rl2 needs a bounded Box action space, got {act_space}")
+            self.center = torch.as_tensor((high + low) / 2, dtype=torch.float32)
+            self.scale = torch.as_tensor((high - low) / 2, dtype=torch.float32)
+            self.shape = act_space.shape
+        else:
+            raise TypeError(f"rl2 supports Discrete and Box action spaces, got {act_space}")
+        self.in_dim = self.obs_dim + self.act_dim + 2  # obs, previous action, reward, done
+
+    def encode_action(self, a: torch.Tensor) -> torch.Tensor:
+        """Previous-action input: one-hot, or the clipped action in [-1, 1]."""
+        if self.discrete:
+            return nn.functional.one_hot(a.long(), self.act_dim).float()
+        return a.float().clamp(-1.0, 1.0)
+
+    def to_env(self, a: torch.Tensor) -> np.ndarray:
+        """Network action -> env action (arm index, or [-1, 1] units rescaled to the box)."""
+        if self.discrete:
+            return (a + self.start).numpy().astype(np.int64)
+        return (a * self.scale + self.center).numpy().reshape(-1, *self.shape).astype(np.float32)
+
+    def from_env(self, a: np.ndarray) -> torch.Tensor:
+        if self.discrete:
+            return torch.as_tensor(np.asarray(a, dtype=np.int64) - self.start)
+        u = (torch.as_tensor(np.asarray(a, dtype=np.float32)).reshape(len(a), -1) - self.center) / self.scale
+        return u
+
+
+def _layer(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class RL2Net(nn.Module):
+    """GRU trunk with a policy head (categorical or diagonal Gaussian) and a value head."""
+
+    def __init__(self, spec: _Spec, hidden: int, init_log_std: float) -> None:
+        super().__init__()
+        self.spec = spec
+        # A GRUCell stepped in Python: on 1-2 CPU threads it beats nn.GRU's fused kernel
+        # for these batch and hidden sizes, and rollouts and training share one code path.
+        self.gru = nn.GRUCell(spec.in_dim, hidden)
+        for name, p in self.gru.named_parameters():
+            if "weight" in name:
+                nn.init.orthogonal_(p)
+            else:
+                nn.init.zeros_(p)
+        self.pi = _layer(nn.Linear(hidden, spec.act_dim), 0.01)
+        self.v = _layer(nn.Linear(hidden, 1), 1.0)
+        if not spec.discrete:
+            self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(init_log_std)))
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x`` (T, N, in_dim), ``h0`` (N, H) -> hidden states (T, N, H), policy outputs, values (T, N)."""
+        h, out = h0, []
+        for t in range(x.shape[0]):
+            h = self.gru(x[t], h)
+            out.append(h)
+        hs = torch.stack(out)
+        return hs, self.pi(hs), self.v(hs).squeeze(-1)
+
+    def log_prob_entropy(self, out: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.spec.discrete:
+            logp_all = torch.log_softmax(out, dim=-1)
+            logp = logp_all.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
+            ent = -(logp_all.exp() * logp_all).sum(-1)
+            return logp, ent
+        std = self.log_std.exp()
+        z = (a - out) / std
+        logp = (-0.5 * z * z - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        ent = (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum().expand_as(logp)
+        return logp, ent
+
+    def sample(self, out: torch.Tensor, gen: torch.Generator, greedy: bool = False) -> torch.Tensor:
+        if self.spec.discrete:
+            if greedy:
+                return out.argmax(-1)
+            u = torch.rand(out.shape, generator=gen).clamp_min(1e-12)
+            return (out - torch.log(-torch.log(u))).argmax(-1)  # Gumbel-max
+        if greedy:
+            return out
+        return out + self.log_std.exp() * torch.randn(out.shape, generator=gen)
+
+
+class _Inputs:
+    """Previous action, reward and done flag of each trial (zeros at a trial's start)."""
+
+    def __init__(self, spec: _Spec, n: int) -> None:
+        self.spec = spec
+        self.prev = torch.zeros(n, spec.act_dim + 2)
+
+    def build(self, obs: np.ndarray) -> torch.Tensor:
+        o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(len(obs), -1)
+        return torch.cat([o, self.prev], dim=1)
+
+    def update(self, a: torch.Tensor, reward: np.ndarray, done: np.ndarray, mask: torch.Tensor) -> None:
+        new = torch.cat(
+            [
+                self.spec.encode_action(a),
+                torch.as_tensor(np.asarray(reward, dtype=np.float32)).unsqueeze(1),
+                torch.as_tensor(np.asarray(done, dtype=np.float32)).unsqueeze(1),
+            ],
+            dim=1,
+        )
+        self.prev = torch.where(mask.unsqueeze(1), new, self.prev)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build_net(spec: _Spec, cfg: RL2Config, seed: int) -> RL2Net:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std)
+
+
+# --- rollouts --------------------------------------------------------------------------------
+
+
+def _pack(mask: np.ndarray, *arrays: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Left-pack each column's active steps (T, N) so that padding only trails a trial.
+
+    A frozen GRU step (inactive sub-env) leaves the hidden state unchanged, so running the
+    GRU over the packed sequence reproduces the rollout exactly.
+    """
+    if mask.all():
+        return torch.ones(mask.shape, dtype=torch.bool), list(arrays)
+    pos = np.cumsum(mask, axis=0) - 1
+    t_idx, n_idx = np.nonzero(mask)
+    new_t = pos[t_idx, n_idx]
+    length = int(mask.sum(axis=0).max())
+    out = []
+    for arr in arrays:
+        packed = arr.new_zeros((length, *arr.shape[1:]))
+        packed[new_t, n_idx] = arr[t_idx, n_idx]
+        out.append(packed)
+    valid = torch.zeros((length, mask.shape[1]), dtype=torch.bool)
+    valid[new_t, n_idx] = True
+    return valid, out
+
+
+@dataclass
+class _Batch:
+    x: torch.Tensor  # (T, N, in_dim) network inputs
+    actions: torch.Tensor  # (T, N) or (T, N, act_dim), network units
+    logp: torch.Tensor  # (T, N)
+    values: torch.Tensor  # (T, N)
+    rewards: torch.Tensor  # (T, N)
+    valid: torch.Tensor  # (T, N) bool; padding only after a trial's last step
+    trial_return: float  # mean total reward of a trial
+
+
+def _collect(
+    net: RL2Net,
+    venv: Any,
+    tasks: list[Any],
+    episodes: int,
+    horizon: int,
+    gen: torch.Generator,
+    reset_seed: int | None,
+) -> _Batch:
+    """Run one trial per task: ``episodes`` episodes in a row, hidden state carried throughout."""
+    spec, n = net.spec, len(tasks)
+    venv.set_tasks(tasks)
+    h = torch.zeros(n, net.gru.hidden_size)
+    inputs = _Inputs(spec, n)
+    xs, acts, logps, vals, rews, masks = [], [], [], [], [], []
+    with torch.no_grad():
+        for e in range(episodes):
+            obs, _ = venv.reset(seed=reset_seed if e == 0 else None)
+            active = np.ones(n, dtype=bool)
+            for _ in range(horizon):
+                x = inputs.build(obs)
+                hs, out, v = net(x.unsqueeze(0), h)
+                a = net.sample(out[0], gen)
+                obs, reward, terminated, truncated, _ = venv.step(spec.to_env(a))
+                logp, _ = net.log_prob_entropy(out[0], a)
+                m = torch.as_tensor(active)
+                xs.append(x)
+                acts.append(a)
+                logps.append(logp)
+                vals.append(v[0])
+                rews.append(torch.as_tensor(np.where(active, reward, 0.0), dtype=torch.float32))
+                masks.append(active.copy())
+                h = torch.where(m.unsqueeze(1), hs[0], h)
+                done = terminated | truncated
+                inputs.update(a, reward, done, m)
+                active = active & ~done
+                if not active.any():
+                    break
+            if active.any():
+                raise RuntimeError(f"an episode ran past the family's horizon {horizon}; the env never ended it")
+    mask = np.stack(masks)
+    valid, (x, a, lp, v, r) = _pack(mask, *(torch.stack(t) for t in (xs, acts, logps, vals, rews)))
+    return _Batch(x, a, lp, v, r, valid, float(r.sum(0).mean()))
+
+
+def _trial_ends(valid: torch.Tensor) -> torch.Tensor:
+    """(T, N) 0/1: 1 at each trial's last step (the only value boundary inside a batch)."""
+    length = valid.sum(0)
+    ends = torch.zeros(valid.shape)
+    ends[length - 1, torch.arange(valid.shape[1])] = 1.0
+    return ends
+
+
+# --- PPO -------------------------------------------------------------------------------------
+
+
+def ppo_loss(
+    new_logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    new_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_coef: float,
+    vf_coef: float,
+    ent_coef: float,
+    weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The clipped PPO objective ``-L^CLIP + vf_coef·½(V - R)² - ent_coef·H`` as a loss.
+
+    All tensors share one shape; ``weight`` (0/1) masks padding out of every mean.
+    """
+    w = torch.ones_like(adv) if weight is None else weight.float()
+    denom = w.sum().clamp_min(1.0)
+    ratio = (new_logp - old_logp).exp()
+    surrogate = torch.min(ratio * adv, ratio.clamp(1 - clip_coef, 1 + clip_coef) * adv)
+    pg = -(surrogate * w).sum() / denom
+    vf = 0.5 * (((new_values - returns) ** 2) * w).sum() / denom
+    ent = (entropy * w).sum() / denom
+    loss = pg + vf_coef * vf - ent_coef * ent
+    with torch.no_grad():
+        log_ratio = new_logp - old_logp
+        stats = {
+            "policy_loss": float(pg),
+            "value_loss": float(vf),
+            "entropy": float(ent),
+            "approx_kl": float((((ratio - 1) - log_ratio) * w).sum() / denom),
+            "clip_frac": float((((ratio - 1).abs() > clip_coef).float() * w).sum() / denom),
+        }
+    return loss, stats
+
+
+def _chunks(batch: _Batch, net: RL2Net, adv: torch.Tensor, ret: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
+    """Sequences for BPTT: whole trials, or ``chunk``-step pieces with their start hidden states."""
+    t, n = batch.valid.shape
+    h0 = torch.zeros(n, net.gru.hidden_size)
+    seqs = {
+        "x": batch.x, "a": batch.actions, "logp": batch.logp, "adv": adv, "ret": ret,
+        "valid": batch.valid.float(), "h0": h0,
+    }
+    if chunk <= 0 or chunk >= t:
+        return seqs
+    with torch.no_grad():  # hidden states at chunk starts, from the rollout's parameters
+        hs, _, _ = net(batch.x, h0)
+    pad = (-t) % chunk
+    n_chunks = (t + pad) // chunk
+    starts = torch.cat([h0.unsqueeze(0), hs[chunk - 1 : t - 1 : chunk]])  # (n_chunks, N, H)
+    out = {"h0": starts.reshape(n_chunks * n, -1)}
+    for key in ("x", "a", "logp", "adv", "ret", "valid"):
+        v = seqs[key]
+        if pad:
+            v = torch.cat([v, v.new_zeros((pad, *v.shape[1:]))])
+        # (n_chunks * chunk, N, ...) -> (chunk, n_chunks * N, ...), chunk-major over trials
+        v = v.reshape(n_chunks, chunk, n, *v.shape[2:]).transpose(0, 1)
+        out[key] = v.reshape(chunk, n_chunks * n, *v.shape[3:])
+    return out
+
+
+class RL2Agent(Agent):
+    """RL²: a GRU policy trained with PPO across trials; the hidden state adapts at test time."""
+
+    name = "rl2"
+    config_cls = RL2Config
+    learns = True
+    description = "RL^2 (Duan et al. 2016): GRU policy across episodes of a trial, trained with PPO"
+
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        self.net: RL2Net | None = None
+
+    @property
+    def cfg(self) -> RL2Config:
+        assert isinstance(self.config, RL2Config)
+        return self.config
+
+    def supports(self, benchmark: Any) -> str | None:
+        if benchmark.family.kind != "rl":
+            return "rl2 is an RL agent"
+        if benchmark.family.horizon is None:
+            return "rl2 needs a family with a fixed horizon"
+        return None
+
+    def trial_episodes(self, benchmark: Any) -> int:
+        """Episodes of one training trial (see ``RL2Config.trial_episodes``)."""
+        if self.cfg.trial_episodes:
+            return self.cfg.trial_episodes
+        proto = benchmark.protocol
+        return proto.budget_episodes + (proto.final_episodes if benchmark.headline == "final" else 0)
+
+    def check_bptt(self, benchmark: Any) -> None:
+        """Refuse a trial longer than ``max_bptt_steps`` unless BPTT is chunked."""
+        cfg = self.cfg
+        horizon = int(benchmark.family.horizon)
+        steps = self.trial_episodes(benchmark) * horizon
+        if cfg.bptt_chunk == 0 and steps > cfg.max_bptt_steps:
+            chunk = max(horizon, cfg.max_bptt_steps // horizon * horizon)  # whole episodes that fit
+            raise ValueError(
+                f"rl2 on {benchmark.id}: a trial is {steps} steps ({self.trial_episodes(benchmark)} episodes x "
+                f"{horizon}), over max_bptt_steps={cfg.max_bptt_steps} for whole-trial BPTT; truncate it with "
+                f"bptt_chunk={chunk} (or raise max_bptt_steps if memory allows, or shorten trial_episodes)"
+            )
+
+    def meta_train(self, ctx: Any) -> None:
+        cfg = self.cfg
+        bench = ctx.benchmark
+        self.check_bptt(bench)
+        episodes = self.trial_episodes(bench)
+        horizon = int(bench.family.horizon)
+        n = cfg.num_trials
+        steps_per_update = n * episodes * horizon
+        budget = min(cfg.train_env_steps, ctx.steps_left)
+        num_updates = budget // steps_per_update
+        if num_updates < 1:
+            raise ValueError(
+                f"rl2 on {bench.id}: one update takes {steps_per_update:,} env steps ({n} trials x {episodes} "
+                f"episodes x {horizon}) but only {budget:,} are allowed; lower num_trials or raise train_env_steps"
+            )
+        seeds = np.random.SeedSequence(ctx.seed).generate_state(3)
+        rng = np.random.default_rng(int(seeds[0]))
+        gen = torch.Generator().manual_seed(int(seeds[1]))
+        train_tasks = list(ctx.train_tasks)
+        venv = ctx.make_vector_env(train_tasks[:1] * n)
+        spec = _Spec(venv.single_observation_space, venv.single_action_space)
+        with _threads(cfg.num_threads):
+            net = _build_net(spec, cfg, int(seeds[2]))
+            opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, eps=1e-5)
+            self.net = net
+            self._train(ctx, net, opt, venv, train_tasks, rng, gen, episodes, horizon, num_updates)
+        venv.close()
+
+    def _train(
+        self,
+        ctx: Any,
+        net: RL2Net,
+        opt: torch.optim.Optimizer,
+        venv: Any,
+        train_tasks: list[Any],
+        rng: np.random.Generator,
+        gen: torch.Generator,
+        episodes: int,
+        horizon: int,
+        num_updates: int,
+    ) -> None:
+        cfg = self.cfg
+        n = cfg.num_trials
+        good = copy.deepcopy(net.state_dict())
+        t0 = time.perf_counter()
+        steps0 = ctx.steps
+        for update in range(num_updates):
+            frac = update / num_updates
+            if cfg.anneal_lr:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.learning_rate * (1.0 - frac)
+            ent_coef = cfg.ent_coef + (cfg.ent_coef_final - cfg.ent_coef) * frac
+            tasks = [train_tasks[i] for i in rng.integers(len(train_tasks), size=n)]
+            seed = int(rng.integers(2**31)) if update == 0 else None
+            batch = _collect(net, venv, tasks, episodes, horizon, gen, seed)
+            with torch.no_grad():
+                ends = _trial_ends(batch.valid)
+                adv, ret = gae(
+                    batch.rewards * cfg.reward_scale, batch.values, torch.zeros(n), ends, cfg.gamma, cfg.gae_lambda
+                )
+            seqs = _chunks(batch, net, adv, ret, cfg.bptt_chunk)
+            stats = self._ppo_epochs(net, opt, seqs, ent_coef, gen)
+            finite = all(math.isfinite(v) for v in stats.values()) and all(
+                bool(torch.isfinite(p).all()) for p in net.parameters()
+            )
+            if not finite:
+                path = self._save_checkpoint(good, ctx)
+                raise FloatingPointError(
+                    f"rl2 on {ctx.benchmark.id}: non-finite loss or parameters at PPO update {update} of "
+                    f"{num_updates}; the last good parameters (after update {update - 1}) are saved in {path}. "
+                    f"Lower learning_rate or reward_scale, or raise max_grad_norm clipping"
+                )
+            good = copy.deepcopy(net.state_dict())
+            if update % cfg.log_every == 0 or update == num_updates - 1:
+                wall = time.perf_counter() - t0
+                sps = (ctx.steps - steps0) / max(wall, 1e-9)
+                ctx.record(update=update, trial_return=batch.trial_return, ent_coef=ent_coef, env_steps_per_s=sps, **stats)
+                if ctx.progress:
+                    print(
+                        f"rl2 {ctx.benchmark.id} update {update + 1}/{num_updates}: trial return "
+                        f"{batch.trial_return:.3f}, entropy {stats['entropy']:.3f}, {ctx.steps:,} env steps, "
+                        f"{wall:.0f} s, {sps:,.0f} steps/s",
+                        flush=True,
+                    )
+
+    def _ppo_epochs(
+        self,
+        net: RL2Net,
+        opt: torch.optim.Optimizer,
+        seqs: dict[str, torch.Tensor],
+        ent_coef: float,
+        gen: torch.Generator,
+    ) -> dict[str, float]:
+        cfg = self.cfg
+        m = seqs["h0"].shape[0]
+        per = math.ceil(m / cfg.num_minibatches)
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(m, generator=gen)
+            for start in range(0, m, per):
+                idx = order[start : start + per]
+                w = seqs["valid"][:, idx]
+                if w.sum() == 0:
+                    continue
+                _, out, values = net(seqs["x"][:, idx], seqs["h0"][idx])
+                logp, ent = net.log_prob_entropy(out, seqs["a"][:, idx])
+                adv = seqs["adv"][:, idx]
+                if cfg.norm_adv:
+                    mean = (adv * w).sum() / w.sum()
+                    std = (((adv - mean) ** 2 * w).sum() / w.sum()).sqrt()
+                    adv = (adv - mean) / (std + 1e-8)
+                loss, stats = ppo_loss(
+                    logp, seqs["logp"][:, idx], adv, values, seqs["ret"][:, idx], ent,
+                    cfg.clip_coef, cfg.vf_coef, ent_coef, w,
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                stats["grad_norm"] = float(nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm))
+                opt.step()
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def _save_checkpoint(self, state: dict[str, Any], ctx: Any) -> Path:
+        folder = Path(self.cfg.checkpoint_dir or tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = ctx.benchmark.id.replace("/", "_")
+        path = folder / f"rl2-{safe}-seed{ctx.seed}-last-good.pt"
+        torch.save(state, path)
+        return path
+
+    def adapter(self, ctx: Any) -> Adapter:
+        spec = _Spec(ctx.observation_space, ctx.action_space)
+        if self.net is None:  # adapting without meta-training: an untrained policy
+            self.net = _build_net(spec, self.cfg, int(np.random.SeedSequence(ctx.seed).generate_state(1)[0]))
+        return RL2Adapter(self.net, ctx.seed, self.cfg.deterministic_eval, self.cfg.num_threads)
+
+
+class RL2Adapter(Adapter):
+    """Test-time RL²: the hidden state carries a trial's experience; ``adapt()`` is a no-op.
+
+    The hidden state is reset only by :meth:`reset` (a new trial); episode boundaries
+    inside a trial reach the network only through the done flag of its input.
+    """
+
+    episodes_per_stage = 1
+
+    def __init__(self, net: RL2Net, seed: int, greedy: bool = False, num_threads: int = 1) -> None:
+        self.net = net
+        self.greedy = greedy
+        self.num_threads = num_threads
+        self.gen = torch.Generator().manual_seed(int(seed) % 2**63)
+        self.h = torch.zeros(0, net.gru.hidden_size)
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def reset(self, groups: np.ndarray) -> None:
+        super().reset(groups)
+        n = len(self.groups)
+        self.h = torch.zeros(n, self.net.gru.hidden_size)
+        self.inputs = _Inputs(self.net.spec, n)
+        self._pending = None
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), _threads(self.num_threads):
+            hs, out, _ = self.net(self.inputs.build(obs).unsqueeze(0), self.h)
+            a = self.net.sample(out[0], self.gen, self.greedy)
+        self._pending = (hs[0], a)
+        return self.net.spec.to_env(a)
+
+    def observe(self, transition: Transition) -> None:
+        assert self._pending is not None, "observe() follows act()"
+        h_new, _ = self._pending
+        m = torch.as_tensor(np.asarray(transition.active, dtype=bool))
+        self.h = torch.where(m.unsqueeze(1), h_new, self.h)
+        a = self.net.spec.from_env(transition.action)
+        self.inputs.update(a, transition.reward, transition.done, m)
+        self._pending = None
+
+    def adapt(self) -> None:
+        """No-op: RL² adapts through its hidden state."""
+
+
+# --- benchmark command ------------------------------------------------------------------------
+
+DEFAULT_BENCH = ("MetaRL/Bandit-k5-n10-v0", "MetaRL/Bandit-k10-n10-v0")
+
+
+def rl2_bench(
+    benchmarks: Sequence[str] = DEFAULT_BENCH,
+    seeds: Sequence[int] = (0,),
+    results: str | Path | None = None,
+    verbose: bool = True,
+    progress: bool = False,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
+    """Train RL² with its tuned defaults on each benchmark and seed; report scores and throughput.
+
+    Returns one row per run: benchmark, seed, online and final scores (mean and standard
+    error over test tasks), meta-training wall time, env steps and env steps per second.
+    With ``results`` set, each record is written there too; ``progress`` prints training
+    progress. Training throughput counts every env step of meta-training (sub-envs that
+    idle after an early termination included), over its wall time.
+
+    Example (the figures of ``baselines/configs/rl2.yaml``)::
+
+        python -c "from metarl_bench.baselines.rl2 import rl2_bench; rl2_bench(seeds=(0, 1, 2))"
+    """
+    import metarl_bench
+
+    rows = []
+    for bid in benchmarks:
+        for seed in seeds:
+            agent = metarl_bench.agent("rl2", **overrides)
+            rec = metarl_bench.evaluate(agent, bid, seed=seed, results=results, progress=progress)
+            steps, wall = rec.meta_train["env_steps"], rec.meta_train["wall_seconds"]
+            row = {
+                "benchmark": bid,
+                "seed": seed,
+                "online": rec.scores["online"]["value"],
+                "online_se": rec.scores["online"]["se"],
+                "final": rec.scores["final"]["value"],
+                "final_se": rec.scores["final"]["se"],
+                "train_wall_s": wall,
+                "train_env_steps": steps,
+                "env_steps_per_s": steps / wall if wall else float("nan"),
+                "threads": agent.config.num_threads,  # type: ignore[attr-defined]
+            }
+            rows.append(row)
+            if verbose:
+                print(
+                    f"{bid:32s} seed {seed}: online {row['online']:.3f} ± {row['online_se']:.3f}  "
+                    f"final {row['final']:.3f} ± {row['final_se']:.3f}  train {wall:.0f} s, "
+                    f"{steps:,} env steps, {row['env_steps_per_s']:,.0f} steps/s",
+                    flush=True,
+                )
+    return rows

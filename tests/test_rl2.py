@@ -1,0 +1,360 @@
+"""RL²: config checks, the mathematics (GAE, PPO loss), hidden-state semantics, determinism,
+the trial wrapper, and (slow) learning checks on Bernoulli bandits."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import metarl_bench
+from metarl_bench.agents import Transition, tuned_config
+from metarl_bench.baselines import rl2
+from metarl_bench.baselines.common import gae
+from metarl_bench.results import load_record, record_path
+from metarl_bench.trial import TrialWrapper
+
+SMOKE = "MetaRL/Bandit-k5-n10-smoke-v0"
+TINY = {"log_every": 1, "num_trials": 64, "num_minibatches": 2, "update_epochs": 2, "hidden_size": 16, "train_env_steps": 64 * 10 * 3}
+
+
+def _bench(k: int = 2, n: int = 10, n_test: int = 8, runs: int = 2, **kw):
+    """A small bandit benchmark built from the k5-n10 smoke one (k arms, trials of n pulls)."""
+    base = metarl_bench.benchmark(SMOKE)
+    proto = dataclasses.replace(base.protocol, budget_episodes=n, runs_per_task=runs)
+    return dataclasses.replace(
+        base, id=f"Test/Bandit-k{k}-n{n}-v0", family_kwargs={"k": k}, protocol=proto, n_test=n_test, **kw
+    )
+
+
+# --- configs and bad input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("hidden_size", 0), ("gae_lambda", 1.5), ("gamma", 0.0), ("num_minibatches", 5000), ("ent_coef", -0.1)],
+)
+def test_invalid_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        metarl_bench.agent("rl2", **{field: value})
+
+
+def test_unknown_field_is_refused():
+    with pytest.raises(TypeError, match="hidden_size"):
+        metarl_bench.agent("rl2", hiden_size=8)
+
+
+def test_tuned_defaults_apply_per_benchmark_and_overrides_win():
+    tuned = tuned_config("rl2", "MetaRL/Bandit-k5-n10-v0")
+    assert tuned, "baselines/configs/rl2.yaml has an entry for the bandit"
+    cfg = metarl_bench.agent("rl2").configure(metarl_bench.benchmark("MetaRL/Bandit-k5-n10-v0"))
+    assert all(getattr(cfg, k) == v for k, v in tuned.items())
+    agent = metarl_bench.agent("rl2", hidden_size=7)
+    assert agent.configure(metarl_bench.benchmark("MetaRL/Bandit-k5-n10-v0")).hidden_size == 7
+
+
+def test_trial_longer_than_bptt_memory_suggests_a_chunk_length():
+    bench = _bench(n=50)
+    with pytest.raises(ValueError, match=r"bptt_chunk=20\b"):
+        metarl_bench.evaluate(metarl_bench.agent("rl2", max_bptt_steps=20, **TINY), bench)
+    # chunked BPTT then trains (the chunk does not divide the 50-step trial)
+    rec = metarl_bench.evaluate(
+        metarl_bench.agent("rl2", max_bptt_steps=20, bptt_chunk=15, **{**TINY, "train_env_steps": 64 * 50}), bench
+    )
+    assert np.isfinite(rec.scores["online"]["value"])
+
+
+def test_budget_too_small_for_one_update_is_refused():
+    with pytest.raises(ValueError, match="num_trials"):
+        metarl_bench.evaluate(metarl_bench.agent("rl2", **{**TINY, "train_env_steps": 100}), _bench())
+
+
+def test_nan_stops_with_the_update_named_and_keeps_the_last_good_parameters(tmp_path, monkeypatch):
+    real = rl2.RL2Agent._ppo_epochs
+    calls = {"n": 0}
+
+    def poisoned(self, net, *args, **kwargs):
+        stats = real(self, net, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third update (index 2) diverges
+            with torch.no_grad():
+                net.pi.weight.fill_(float("nan"))
+        return stats
+
+    monkeypatch.setattr(rl2.RL2Agent, "_ppo_epochs", poisoned)
+    agent = metarl_bench.agent("rl2", checkpoint_dir=str(tmp_path), **{**TINY, "train_env_steps": 64 * 10 * 5})
+    with pytest.raises(FloatingPointError, match="update 2 of 5") as info:
+        metarl_bench.evaluate(agent, _bench())
+    saved = list(tmp_path.glob("*.pt"))
+    assert len(saved) == 1 and str(saved[0]) in str(info.value)
+    state = torch.load(saved[0])
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+# --- mathematics ----------------------------------------------------------------------------------
+
+
+def test_gae_over_a_trial_matches_hand_computation():
+    # one trial of 3 steps; gamma 0.9, lambda 0.8; only the trial's end is a value boundary
+    rewards = torch.tensor([[1.0], [0.0], [1.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3]])
+    ends = rl2._trial_ends(torch.ones(3, 1, dtype=torch.bool))
+    assert ends[:, 0].tolist() == [0.0, 0.0, 1.0]
+    adv, ret = gae(rewards, values, torch.zeros(1), ends, 0.9, 0.8)
+    # d2 = 1 - 0.3 = 0.7; d1 = 0 + 0.9*0.3 - 0.4 = -0.13; d0 = 1 + 0.9*0.4 - 0.5 = 0.86
+    # A2 = 0.7; A1 = -0.13 + 0.72*0.7 = 0.374; A0 = 0.86 + 0.72*0.374 = 1.12928
+    assert adv[:, 0].tolist() == pytest.approx([1.12928, 0.374, 0.7])
+    assert ret[:, 0].tolist() == pytest.approx([1.62928, 0.774, 1.0])
+
+
+def test_trial_ends_follow_each_trials_length_after_packing():
+    mask = np.array([[1, 1], [0, 1], [1, 1], [1, 1]], dtype=bool)  # trial 0 idles at step 1
+    x = torch.arange(8.0).reshape(4, 2)
+    valid, (packed,) = rl2._pack(mask, x)
+    assert packed[:, 0].tolist() == [0.0, 4.0, 6.0, 0.0]
+    assert packed[:, 1].tolist() == [1.0, 3.0, 5.0, 7.0]
+    assert valid.tolist() == [[True, True], [True, True], [True, True], [False, True]]
+    assert rl2._trial_ends(valid).tolist() == [[0, 0], [0, 0], [1, 0], [0, 1]]
+
+
+def test_ppo_clipped_loss_matches_hand_computation():
+    old = torch.zeros(2)
+    new = torch.log(torch.tensor([1.5, 0.5]))  # ratios 1.5 and 0.5
+    adv = torch.tensor([1.0, -1.0])
+    loss, stats = rl2.ppo_loss(
+        new, old, adv, torch.tensor([1.0, 2.0]), torch.zeros(2), torch.tensor([0.5, 1.5]),
+        clip_coef=0.2, vf_coef=0.5, ent_coef=0.01,
+    )
+    # surrogates: min(1.5, 1.2) = 1.2 and min(-0.5, -0.8) = -0.8 -> policy loss -(0.4)/2 = -0.2
+    # value loss 0.5 * (1 + 4) / 2 = 1.25; entropy 1.0
+    assert stats["policy_loss"] == pytest.approx(-0.2)
+    assert stats["value_loss"] == pytest.approx(1.25)
+    assert stats["entropy"] == pytest.approx(1.0)
+    assert stats["clip_frac"] == pytest.approx(1.0)
+    assert float(loss) == pytest.approx(-0.2 + 0.5 * 1.25 - 0.01 * 1.0)
+    # padding (weight 0) leaves every term unchanged
+    pad = torch.tensor([1.0, 1.0, 0.0])
+    loss2, _ = rl2.ppo_loss(
+        torch.cat([new, torch.tensor([5.0])]), torch.zeros(3), torch.tensor([1.0, -1.0, 9.0]),
+        torch.tensor([1.0, 2.0, 9.0]), torch.zeros(3), torch.tensor([0.5, 1.5, 9.0]), 0.2, 0.5, 0.01, pad,
+    )
+    assert float(loss2) == pytest.approx(float(loss))
+
+
+def test_gaussian_log_prob_matches_torch_normal():
+    spec = rl2._Spec(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-0.1, 0.1, (2,), np.float32))
+    net = rl2.RL2Net(spec, 8, -0.5)
+    mean = torch.tensor([[0.1, -0.2], [0.3, 0.0]])
+    a = torch.tensor([[0.0, 0.5], [-1.0, 0.2]])
+    logp, ent = net.log_prob_entropy(mean, a)
+    ref = torch.distributions.Normal(mean, torch.full((2,), math.exp(-0.5)))
+    assert torch.allclose(logp, ref.log_prob(a).sum(-1))
+    assert torch.allclose(ent, ref.entropy().sum(-1))
+
+
+# --- hidden state semantics -------------------------------------------------------------------------
+
+
+def _adapter(k: int = 2, hidden: int = 16):
+    spec = rl2._Spec(gym.spaces.Box(0, 1, (1,)), gym.spaces.Discrete(k))
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=hidden), seed=0)
+    return rl2.RL2Adapter(net, seed=0)
+
+
+def _pull(adapter, actions, rewards):
+    """One bandit episode (one pull) for every sub-env, with the given actions and rewards."""
+    n = len(actions)
+    obs = np.zeros((n, 1), dtype=np.float32)
+    adapter.act(obs)
+    one = np.ones(n, dtype=bool)
+    adapter.observe(
+        Transition(obs, np.asarray(actions), np.asarray(rewards, float), obs, one, ~one, one, np.zeros(n, int))
+    )
+
+
+def test_hidden_state_is_kept_across_episodes_and_reset_only_by_a_new_trial():
+    adapter = _adapter()
+    adapter.reset(np.arange(2))
+    _pull(adapter, [0, 0], [1.0, 0.0])  # episode 1: the two trials differ only in their reward
+    _pull(adapter, [1, 1], [1.0, 1.0])  # episode 2: identical action and reward
+    # episode 3: identical inputs (obs, previous action, reward, done) in both sub-envs, so only a
+    # hidden state carried from episode 1 can tell them apart; an adapter that reset it at each
+    # episode boundary would give both the same state
+    assert torch.equal(adapter.inputs.prev[0], adapter.inputs.prev[1])
+    assert not torch.allclose(adapter.h[0], adapter.h[1])
+    assert adapter.h.abs().sum() > 0
+    # a new trial starts from the zero state
+    adapter.reset(np.arange(2))
+    assert adapter.h.abs().sum() == 0 and adapter.inputs.prev.abs().sum() == 0
+
+
+def test_inactive_sub_envs_keep_their_state():
+    adapter = _adapter()
+    adapter.reset(np.arange(2))
+    _pull(adapter, [0, 1], [1.0, 1.0])
+    before = adapter.h.clone()
+    obs = np.zeros((2, 1), dtype=np.float32)
+    adapter.act(obs)
+    active = np.array([True, False])
+    done = np.ones(2, dtype=bool)
+    adapter.observe(Transition(obs, np.array([1, 1]), np.array([0.0, 0.0]), obs, done, ~done, active, np.zeros(2)))
+    assert torch.equal(adapter.h[1], before[1]) and not torch.equal(adapter.h[0], before[0])
+
+
+def test_training_rollouts_carry_the_hidden_state_through_the_trial():
+    """The log-probabilities recorded in a rollout equal those of one GRU pass over the whole
+    trial from a zero state: the rollout resets the state only when its trial begins."""
+    bench = metarl_bench.benchmark(SMOKE)
+    fam = bench.family
+    venv = fam.make_vector_env(bench.train_tasks[:4])
+    spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=16), seed=0)
+    with torch.no_grad():
+        net.pi.weight.mul_(100.0)  # sharp policy, so that a wrong state shows in the log-probabilities
+    batch = rl2._collect(net, venv, bench.train_tasks[:4], 10, 1, torch.Generator().manual_seed(0), 0)
+    with torch.no_grad():
+        _, out, values = net(batch.x, torch.zeros(4, 16))
+        logp, _ = net.log_prob_entropy(out, batch.actions)
+    assert torch.allclose(logp, batch.logp, atol=1e-5)
+    assert torch.allclose(values, batch.values, atol=1e-5)
+    # and the prev-done input flags every episode boundary after the first step
+    assert batch.x[1:, :, -1].eq(1).all() and batch.x[0, :, -1].eq(0).all()
+    # a per-episode reset would give different numbers
+    with torch.no_grad():
+        per_episode = torch.cat([net(batch.x[t : t + 1], torch.zeros(4, 16))[2] for t in range(10)])
+    assert not torch.allclose(per_episode, batch.values, atol=1e-3)
+
+
+def test_navigation_rollout_packs_early_terminations():
+    """Continuous actions and episodes that end early: packed rollouts match a whole-trial pass."""
+    fam = metarl_bench.family("MetaRL/Navigation2D-v0")
+    tasks = fam.sample_tasks(3, np.random.default_rng(0))
+    venv = fam.make_vector_env(tasks)
+    spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8), seed=0)
+    batch = rl2._collect(net, venv, tasks, 2, 100, torch.Generator().manual_seed(0), 0)
+    assert batch.x.shape[0] <= 200 and batch.actions.shape[-1] == 2
+    with torch.no_grad():
+        _, out, _ = net(batch.x, torch.zeros(3, 8))
+        logp, _ = net.log_prob_entropy(out, batch.actions)
+    assert torch.allclose(logp[batch.valid], batch.logp[batch.valid], atol=1e-4)
+
+
+# --- determinism and harness fit ------------------------------------------------------------------------
+
+
+def test_seeded_short_run_is_deterministic():
+    def run(seed):
+        agent = metarl_bench.agent("rl2", **TINY)
+        rec = metarl_bench.evaluate(agent, _bench(k=5), seed=seed)
+        return rec, {k: v.clone() for k, v in agent.net.state_dict().items()}
+
+    (r1, s1), (r2, s2), (r3, _) = run(0), run(0), run(1)
+    assert np.array_equal(r1.returns, r2.returns)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert not np.array_equal(r1.returns, r3.returns)
+    assert r1.meta_train["env_steps"] == TINY["train_env_steps"]
+    assert r1.evaluation["episodes_per_stage"] == 1
+    assert [row["update"] for row in r1.extra["train_log"]] == [0, 1, 2]
+
+
+def test_torch_global_generator_is_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    metarl_bench.evaluate(metarl_bench.agent("rl2", **TINY), _bench())
+    assert torch.equal(torch.rand(3), expected)
+
+
+# --- the trial wrapper ---------------------------------------------------------------------------------
+
+
+def test_trial_wrapper_runs_episodes_back_to_back_on_one_task():
+    fam = metarl_bench.family("MetaRL/Bandit-v0", k=2)
+    tasks = fam.sample_tasks(20, np.random.default_rng(0))
+    env = TrialWrapper(gym.make("MetaRL/Bandit-v0", k=2), episodes=3, tasks=tasks)
+    obs, info = env.reset(seed=0)
+    task = env.unwrapped.task
+    assert task in tasks
+    assert obs.tolist() == [0, 0, 0, 0, 0] and info["episode_index"] == 0
+    ends = []
+    for i in range(3):
+        obs, reward, terminated, truncated, info = env.step(1)
+        assert obs[1:3].tolist() == [0.0, 1.0]  # previous action, one-hot
+        assert obs[3] == reward and obs[4] == 1.0  # previous reward, done flag
+        assert env.unwrapped.task == task  # no resampling inside a trial
+        assert info["episode_index"] == i + 1 and not truncated
+        ends.append(terminated)
+    assert ends == [False, False, True]
+
+
+def test_trial_wrapper_passes_gymnasium_check_env():
+    fam = metarl_bench.family("MetaRL/Bandit-v0", k=3)
+    tasks = fam.sample_tasks(10, np.random.default_rng(0))
+    with pytest.warns(UserWarning):  # check_env's notes on the unbounded reward input
+        check_env(TrialWrapper(gym.make("MetaRL/Bandit-v0", k=3), episodes=4, tasks=tasks), skip_render_check=True)
+        check_env(TrialWrapper(gym.make("MetaRL/Navigation2D-v0"), episodes=2), skip_render_check=True)
+
+
+def test_trial_wrapper_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="episodes"):
+        TrialWrapper(gym.make("MetaRL/Bandit-v0", k=2), episodes=0)
+    with pytest.raises(ValueError, match="tasks"):
+        TrialWrapper(gym.make("MetaRL/Bandit-v0", k=2), episodes=2, tasks=[])
+
+
+@pytest.mark.slow
+def test_sb3_ppo_trains_on_the_trial_wrapper():
+    from stable_baselines3 import PPO
+
+    fam = metarl_bench.family("MetaRL/Bandit-v0", k=2)
+    tasks = fam.sample_tasks(50, np.random.default_rng(0))
+    env = TrialWrapper(gym.make("MetaRL/Bandit-v0", k=2), episodes=10, tasks=tasks)
+    model = PPO("MlpPolicy", env, n_steps=100, batch_size=50, n_epochs=2, seed=0, device="cpu")
+    model.learn(300)
+    assert model.num_timesteps >= 300
+    obs, _ = env.reset(seed=1)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(int(action))
+
+
+# --- learning checks (slow) --------------------------------------------------------------------------------
+
+BAYES = {"MetaRL/Bandit-k5-n10-v0": 6.660, "MetaRL/Bandit-k10-n10-v0": 6.714}
+
+
+@pytest.mark.slow
+def test_learns_a_two_armed_bandit():
+    bench = _bench(k=2, n=10, n_test=500, runs=4, n_train=2000, meta_train_steps=2_000_000)
+    # the k5-n10 recipe of baselines/configs/rl2.yaml, for 60 updates (1.2M env steps)
+    agent = metarl_bench.agent(
+        "rl2", num_trials=2048, train_env_steps=2048 * 10 * 60, learning_rate=3e-3, ent_coef=0.003
+    )
+    rec = metarl_bench.evaluate(agent, bench, seed=0)
+    random_online = rec.scores["references"]["random"]["online"]
+    online = rec.scores["online"]
+    # random play earns ~5 and always pulling the better arm ~6.7 (E[max of 2 uniforms] = 2/3)
+    assert online["value"] > random_online + 0.6, (online, random_online)
+    log = rec.extra["train_log"]
+    assert log[-1]["trial_return"] > log[0]["trial_return"] + 0.5
+
+
+@pytest.mark.slow
+def test_no_bandit_score_beats_bayes_optimal():
+    """Nothing may beat the Bayes-optimal value beyond noise: if it does, the task leaks."""
+    scored = []
+    bench = metarl_bench.benchmark("MetaRL/Bandit-k5-n10-v0")
+    rec = metarl_bench.evaluate(metarl_bench.agent("rl2", train_env_steps=1_000_000), bench, seed=0)
+    scored.append((bench.id, rec.scores["online"]))
+    root = Path(__file__).resolve().parents[1] / "results"
+    for bid in BAYES:  # the committed records too
+        for path in sorted(record_path(root, bid, "rl2", 0).parent.glob("seed-*.json")):
+            scored.append((bid, load_record(path).scores["online"]))
+    for bid, score in scored:
+        assert score["value"] <= BAYES[bid] + 3 * score["se"], (bid, score)
