@@ -1,0 +1,260 @@
+"""Plumbing shared by the supervised few-shot learners: networks, batched functional calls,
+the plain gradient-descent adapter, divergence checks and config validation.
+
+Each algorithm's own mathematics (inner and outer loops, updates) lives in its file
+(``fewshot_maml.py``, ``fewshot_metasgd.py``, ``fewshot_reptile.py``, ``fewshot_baselines.py``).
+
+Batched parameters. A learner keeps one set of parameters ``{name: tensor}``; during
+adaptation every task of a batch gets its own copy, a dict of tensors with a leading
+``tasks`` dimension. :func:`batched_forward` evaluates a network on such batched
+parameters with ``torch.func.functional_call``: the :class:`MLP` accepts batched
+parameters natively (one ``baddbmm`` per layer), any other module is mapped over tasks
+with ``torch.func.vmap``. Because task ``t``'s loss depends only on its own copy, the
+gradient of the summed task losses with respect to the batched parameters is every
+task's own gradient, all from one ``torch.autograd.grad`` call (:func:`inner_update`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from metarl_bench.supervised import (
+    MetaTrainingDiverged,
+    SupervisedAdapter,
+    SupervisedTrainContext,
+    task_losses,
+)
+
+Params = dict[str, torch.Tensor]
+
+
+# --- networks ------------------------------------------------------------------------------
+
+
+def _linear_params(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[nn.Parameter, nn.Parameter]:
+    """PyTorch's default ``nn.Linear`` initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from ``generator``."""
+    bound = 1.0 / math.sqrt(fan_in)
+    w = nn.Parameter(torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=generator))
+    b = nn.Parameter(torch.empty(fan_out).uniform_(-bound, bound, generator=generator))
+    return w, b
+
+
+class MLP(nn.Module):
+    """ReLU multilayer perceptron (1-40-40-1 in the MAML paper) that also takes batched parameters.
+
+    With parameters of shape ``(out, in)`` it is an ordinary MLP on ``(..., in)`` inputs.
+    Through ``functional_call`` with parameters of shape ``(tasks, out, in)`` it maps
+    inputs ``(tasks, points, in)`` task by task with one batched matrix product per layer.
+    """
+
+    supports_batched_params = True
+
+    def __init__(self, in_features: int, hidden_sizes: tuple[int, ...], out_features: int, generator: torch.Generator):
+        super().__init__()
+        sizes = [in_features, *hidden_sizes, out_features]
+        self.n_layers = len(sizes) - 1
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            w, bias = _linear_params(a, b, generator)
+            self.register_parameter(f"w{i}", w)
+            self.register_parameter(f"b{i}", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i in range(self.n_layers):
+            w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
+            if w.dim() == 3:  # batched parameters: (tasks, out, in)
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            else:
+                h = torch.nn.functional.linear(h, w, b)
+            if i < self.n_layers - 1:
+                h = torch.relu(h)
+        return h
+
+
+class FlatMLP(MLP):
+    """:class:`MLP` on images: flattens the trailing ``(C, H, W)`` dimensions first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.flatten(-3))
+
+
+class ConvNet(nn.Module):
+    """Small convolutional classifier for few-shot images: 3x3 conv, ReLU, 2x2 max-pool per block.
+
+    ``channels`` gives each block's width (Finn et al. 2017 use four blocks of 64 on
+    Omniglot); the features are averaged over space and fed to a linear head.
+    """
+
+    def __init__(self, in_channels: int, channels: tuple[int, ...], n_classes: int, generator: torch.Generator):
+        super().__init__()
+        convs = []
+        c_in = in_channels
+        for c in channels:
+            conv = nn.Conv2d(c_in, c, 3, padding=1, device="meta")
+            bound = 1.0 / math.sqrt(c_in * 9)
+            conv.weight = nn.Parameter(torch.empty(c, c_in, 3, 3).uniform_(-bound, bound, generator=generator))
+            conv.bias = nn.Parameter(torch.empty(c).uniform_(-bound, bound, generator=generator))
+            convs.append(conv)
+            c_in = c
+        self.convs = nn.ModuleList(convs)
+        self.head_w, self.head_b = _linear_params(c_in, n_classes, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-3]
+        h = x.reshape(-1, *x.shape[-3:])
+        for conv in self.convs:
+            h = torch.nn.functional.max_pool2d(torch.relu(conv(h)), 2, ceil_mode=True)
+        h = h.mean(dim=(2, 3))
+        return torch.nn.functional.linear(h, self.head_w, self.head_b).reshape(*lead, -1)
+
+
+# --- batched functional calls --------------------------------------------------------------
+
+
+def params_of(net: nn.Module) -> Params:
+    """The network's parameters as a ``{name: tensor}`` dict (the tensors themselves)."""
+    return dict(net.named_parameters())
+
+
+def expand_params(params: Mapping[str, torch.Tensor], n_tasks: int) -> Params:
+    """One copy of ``params`` per task: views of shape ``(n_tasks, *shape)`` that keep the graph."""
+    return {k: v.unsqueeze(0).expand(n_tasks, *v.shape) for k, v in params.items()}
+
+
+def batched_forward(net: nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``net`` with task ``t``'s parameters ``params[name][t]`` applied to ``x[t]``, for every task."""
+    if getattr(net, "supports_batched_params", False):
+        return functional_call(net, dict(params), (x,))
+    return vmap(lambda p, xi: functional_call(net, p, (xi,)))(dict(params), x)
+
+
+LearningRate = float | Mapping[str, torch.Tensor]
+
+
+def inner_update(
+    net: nn.Module,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    lr: LearningRate,
+    create_graph: bool,
+) -> tuple[Params, torch.Tensor]:
+    """One gradient step of every task on its own data: ``theta_t' = theta_t - lr * grad L_t(theta_t)``.
+
+    ``params`` are batched (leading ``tasks`` dimension). ``lr`` is a float or, for
+    Meta-SGD, a dict of per-parameter rates shaped like one task's parameters. With
+    ``create_graph`` the step stays differentiable (second-order MAML); without it the
+    gradients are constants (first-order MAML, Reptile, fine-tuning). Returns the new
+    parameters and the task losses before the step, shape ``(tasks,)``.
+    """
+    losses = task_losses(loss, batched_forward(net, params, x), y)
+    names = list(params)
+    grads = torch.autograd.grad(losses.sum(), [params[n] for n in names], create_graph=create_graph)
+    if isinstance(lr, Mapping):
+        new = {n: params[n] - lr[n] * g for n, g in zip(names, grads)}
+    else:
+        new = {n: params[n] - lr * g for n, g in zip(names, grads)}
+    return new, losses
+
+
+# --- adaptation ----------------------------------------------------------------------------
+
+
+class GradientAdapter(SupervisedAdapter):
+    """Fine-tuning from learned initial parameters: ``adapt()`` is one gradient step per task.
+
+    Used by MAML, first-order MAML, Reptile, Meta-SGD (per-parameter rates), the
+    pretrained and the from-scratch baselines. With ``max_steps`` set, ``adapt()`` calls
+    beyond that many are no-ops (Meta-SGD's rates are learned for a fixed number of steps).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        init: Mapping[str, torch.Tensor],
+        lr: LearningRate,
+        loss: str,
+        max_steps: int | None = None,
+    ) -> None:
+        self.net = net
+        self.max_steps = max_steps
+        self.init = {k: v.detach().clone() for k, v in init.items()}
+        self.lr = {k: v.detach().clone() for k, v in lr.items()} if isinstance(lr, Mapping) else float(lr)
+        self.loss = loss
+
+    def reset(self, support_x: torch.Tensor, support_y: torch.Tensor) -> None:
+        self.x, self.y = support_x, support_y
+        n = int(support_x.shape[0])
+        self.params = {k: v.expand(n, *v.shape).clone() for k, v in self.init.items()}
+        self.steps = 0
+
+    def adapt(self) -> None:
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            return
+        self.steps += 1
+        with torch.enable_grad():
+            params = {k: v.requires_grad_(True) for k, v in self.params.items()}
+            new, _ = inner_update(self.net, params, self.x, self.y, self.loss, self.lr, create_graph=False)
+        self.params = {k: v.detach() for k, v in new.items()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return batched_forward(self.net, self.params, x)
+
+
+# --- meta-training guards ------------------------------------------------------------------
+
+
+def all_finite(loss: torch.Tensor, grads: Any = ()) -> bool:
+    """True when the loss and every gradient tensor are finite (one reduction, one sync)."""
+    parts = [loss.detach().reshape(-1).sum()] + [g.detach().sum() for g in grads if g is not None]
+    return bool(torch.isfinite(torch.stack(parts).sum()))
+
+
+def diverged(ctx: SupervisedTrainContext, agent: str, iteration: int, state: Mapping[str, Any]) -> MetaTrainingDiverged:
+    """Save the last good parameters and return the error to raise for a NaN/inf loss at ``iteration``.
+
+    ``state`` holds the parameters before this iteration's update (the update is skipped),
+    i.e. the result of the last iteration whose loss and gradients were finite.
+    """
+    path = ctx.checkpoint_path(agent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
+    torch.save({"iteration": iteration - 1, "state": snapshot, "benchmark": ctx.name, "seed": ctx.seed}, path)
+    return MetaTrainingDiverged(
+        f"{agent} on {ctx.name}: meta-training loss became NaN or inf at iteration {iteration}; "
+        f"the parameters after iteration {iteration - 1} (the last finite one) are saved in {path} "
+        f"(torch.load it). Lower outer_lr or inner_lr, or check the data for NaN"
+    )
+
+
+def should_log(iteration: int, iterations: int) -> bool:
+    """About 100 log rows per run, plus the first and the last iteration."""
+    return iteration == 0 or iteration == iterations - 1 or iteration % max(1, iterations // 100) == 0
+
+
+def progress_bar(ctx: SupervisedTrainContext, total: int, desc: str) -> Any:
+    if not ctx.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", leave=False, mininterval=1.0)
+
+
+def check_hidden(agent: str, hidden_sizes: tuple[int, ...]) -> None:
+    if not hidden_sizes or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_sizes):
+        raise ValueError(f"agent {agent!r}: config field 'hidden_sizes' must list layer widths >= 1, got {hidden_sizes!r}")
+
+
+def check_positive_int(agent: str, **fields: int) -> None:
+    for key, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"agent {agent!r}: config field {key!r} must be an integer >= 1, got {value!r}")

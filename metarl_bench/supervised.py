@@ -1,0 +1,543 @@
+"""The supervised few-shot track: protocol, harness and the sinusoid benchmarks.
+
+Supervised few-shot learners follow DESIGN section 4's two phases with support and query
+sets instead of environments:
+
+- **meta-train** on the benchmark's train tasks through a :class:`SupervisedTrainContext`:
+  ``ctx.sample(n_tasks, n_support, n_query)`` returns an :class:`Episode` (support and
+  query sets of ``n_tasks`` train tasks) and counts every labelled example against the
+  budget; ``ctx.problem`` says how to build the network (``make_net``) and score it
+  (``task_losses``).
+- **adapt** on test tasks through a :class:`SupervisedAdapter` driven by the harness:
+
+      adapter.reset(support_x, support_y)  # (tasks, K, ...) tensors; forget task state
+      adapter.predict(query_x)             # (tasks, Q, ...) -> predictions (tasks, Q, ...)
+      adapter.adapt()                      # one inner gradient step on the support sets
+
+The harness, not the agent, computes the query loss: before any step and after each of
+``inner_steps`` calls to ``adapt()`` (:func:`adaptation_curve`). Every test task and
+independent run is one row of the batch, so 1,000 tasks x runs adapt together.
+
+Records (DESIGN section 6) reuse the RL layout: ``returns`` has shape ``(tasks, runs,
+inner_steps + 1)`` and holds query MSE; ``x`` is the number of inner gradient steps of
+each column (0..10); the columns 0..9 have phase ``"budget"`` and the 10-step column
+``"final"``. Hence ``scores["final"]`` is the MSE after 10 steps (the headline, lower is
+better), ``scores["online"]`` is the **summed** query MSE before each of the 10 steps
+(x = 0..9; the analogue of total return over the budget; divide by 10 for the mean over
+the curve) and ``scores["mse_1_step"]`` the MSE after one step. Support sets are fixed
+by the benchmark (drawn from its task seed), so all agents and seeds adapt on the same
+points; the seed only changes meta-training.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from typing import Protocol as TypingProtocol
+
+import numpy as np
+import torch
+
+from metarl_bench.agents import Agent
+from metarl_bench.benchmarks import Benchmark, Protocol, register_benchmark
+from metarl_bench.harness import _thin, build_record
+from metarl_bench.results import Record
+
+QUERY_POINTS = 100  # fixed query grid over [-5, 5]
+INNER_STEPS = 10  # the curve's axis: inner gradient steps 0..10
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Episode:
+    """Support and query sets of a batch of tasks; every tensor has leading dimension ``tasks``.
+
+    Regression: inputs ``(tasks, points, 1)`` and targets ``(tasks, points, 1)`` (float32).
+    Classification: inputs ``(tasks, points, C, H, W)`` and integer labels ``(tasks, points)``.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.support_x.shape[0])
+
+
+class FewShotProblem(TypingProtocol):
+    """What a learner needs to know about a supervised family (sinusoids, image classes)."""
+
+    name: str
+    loss: str  # "mse" or "cross_entropy"
+
+    def make_net(self, hidden_sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Module:
+        """A fresh network, initialised from ``generator``."""
+        ...
+
+    def sample(self, n_tasks: int, n_support: int, n_query: int, rng: np.random.Generator) -> Episode:
+        """``n_tasks`` train tasks with ``n_support`` support and ``n_query`` query points each."""
+        ...
+
+
+def task_losses(loss: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean loss of each task, shape ``(tasks,)``, from predictions with leading dimension ``tasks``."""
+    if loss == "mse":
+        return ((pred - target) ** 2).flatten(1).mean(dim=1)
+    if loss == "cross_entropy":
+        t, n = target.shape[:2]
+        ce = torch.nn.functional.cross_entropy(pred.reshape(t * n, -1), target.reshape(-1), reduction="none")
+        return ce.view(t, n).mean(dim=1)
+    raise ValueError(f"unknown loss {loss!r}; use 'mse' or 'cross_entropy'")
+
+
+def task_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of correct labels of each task, shape ``(tasks,)`` (classification)."""
+    return (pred.argmax(dim=-1) == target).float().mean(dim=1)
+
+
+def take_support(x: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
+    """Split points ``(tasks, points, ...)`` into the first ``k`` (support) and the rest (query)."""
+    available = int(x.shape[1])
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"K (support points per task) must be an integer >= 1, got {k!r}")
+    if k > available:
+        raise ValueError(
+            f"K={k} support points requested but each task has only {available} points; "
+            f"use K <= {available} or supply more points per task"
+        )
+    return x[:, :k], y[:, :k], x[:, k:], y[:, k:]
+
+
+class SinusoidProblem:
+    """Few-shot sinusoid regression over a fixed list of train tasks (``x ~ U[-5, 5]``, fresh draws)."""
+
+    loss = "mse"
+
+    def __init__(self, family: Any, tasks: list[Any], name: str = "MetaRL/Sinusoid-v0") -> None:
+        if not tasks:
+            raise ValueError("SinusoidProblem needs at least one train task")
+        self.family = family
+        self.name = name
+        self.amplitude, self.phase = family.task_arrays(tasks)
+
+    def make_net(self, hidden_sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Module:
+        from metarl_bench.baselines.fewshot_common import MLP
+
+        return MLP(1, tuple(hidden_sizes), 1, generator)
+
+    def sample(self, n_tasks: int, n_support: int, n_query: int, rng: np.random.Generator) -> Episode:
+        idx = rng.integers(0, len(self.amplitude), size=n_tasks)
+        x = self.family.sample_inputs((n_tasks, n_support + n_query), rng)
+        y = self.amplitude[idx, None] * np.sin(x - self.phase[idx, None])
+        xt = torch.as_tensor(x, dtype=torch.float32).unsqueeze(-1)
+        yt = torch.as_tensor(y, dtype=torch.float32).unsqueeze(-1)
+        return Episode(xt[:, :n_support], yt[:, :n_support], xt[:, n_support:], yt[:, n_support:])
+
+    # task knowledge for the reference agents (oracle, prior-mean)
+    @staticmethod
+    def basis(x: torch.Tensor) -> torch.Tensor:
+        """``[sin x, cos x]``: every sinusoid is a linear combination of these two features."""
+        return torch.cat([torch.sin(x), torch.cos(x)], dim=-1)
+
+    def prior_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.family.prior_mean(x.double().numpy()), dtype=x.dtype)
+
+
+# --- contexts and adapters -----------------------------------------------------------------
+
+
+class MetaTrainingDiverged(FloatingPointError):
+    """A NaN or inf loss during meta-training (the message names the iteration and checkpoint)."""
+
+
+@dataclass
+class SupervisedTrainContext:
+    """What a supervised agent gets for meta-training (the counterpart of ``MetaTrainContext``)."""
+
+    problem: FewShotProblem
+    seed: int
+    shots: int  # K: support points per task for the inner loop
+    query_shots: int  # points per task for the outer (meta) loss; K in the MAML paper
+    budget_samples: int  # labelled examples meta-training may draw
+    benchmark: Benchmark | None = None
+    progress: bool = False
+    checkpoint_dir: Path | None = None
+    samples: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.started = time.perf_counter()
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = Path(tempfile.gettempdir()) / "metarl-bench-checkpoints"
+
+    @property
+    def name(self) -> str:
+        return self.benchmark.id if self.benchmark is not None else self.problem.name
+
+    def torch_generator(self, stream: int = 0) -> torch.Generator:
+        """A ``torch.Generator`` seeded from this context's seed (``stream`` picks an independent one)."""
+        seed = int(np.random.SeedSequence([self.seed, stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        return torch.Generator().manual_seed(seed)
+
+    def sample(self, n_tasks: int, n_support: int | None = None, n_query: int | None = None) -> Episode:
+        """Support/query sets of ``n_tasks`` random train tasks; every point counts against the budget."""
+        n_support = self.shots if n_support is None else n_support
+        n_query = self.query_shots if n_query is None else n_query
+        # classification problems count shots per class (points_per_shot = N ways)
+        n = n_tasks * (n_support + n_query) * int(getattr(self.problem, "points_per_shot", 1))
+        if self.samples + n > self.budget_samples:
+            raise RuntimeError(
+                f"meta-training would exceed {self.name}'s budget of {self.budget_samples:,} labelled examples "
+                f"(used {self.samples:,}, asked {n:,}); lower the agent's iterations or meta_batch_size"
+            )
+        self.samples += n
+        return self.problem.sample(n_tasks, n_support, n_query, self.rng)
+
+    def record(self, **metrics: Any) -> None:
+        """Log training metrics (kept in the record's ``extra.train_log``, thinned to ~100 rows)."""
+        row = {"samples": self.samples, "wall_seconds": round(time.perf_counter() - self.started, 3)}
+        row.update({k: round(float(v), 6) for k, v in metrics.items()})
+        self.log.append(row)
+
+    def checkpoint_path(self, agent_name: str) -> Path:
+        safe = self.name.replace("/", "_")
+        assert self.checkpoint_dir is not None
+        return self.checkpoint_dir / f"{safe}-{agent_name}-seed{self.seed}-last-good.pt"
+
+
+@dataclass
+class SupervisedEvalContext:
+    """What a supervised adapter is built from."""
+
+    problem: FewShotProblem
+    seed: int
+    shots: int
+    inner_steps: int
+    benchmark: Benchmark | None = None
+
+
+class SupervisedAdapter:
+    """Adaptation of a batch of test tasks from their support sets. See the module docstring."""
+
+    def reset(self, support_x: torch.Tensor, support_y: torch.Tensor) -> None:
+        """Start adapting to ``tasks`` new tasks from their support sets; forget all task state."""
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predictions for inputs ``(tasks, points, ...)`` with the current adapted model."""
+        raise NotImplementedError
+
+    def adapt(self) -> None:
+        """One inner gradient step on the support sets (a no-op for closed-form adapters)."""
+
+
+class SupervisedAgent(Agent):
+    """Base class of the supervised few-shot learners (``kind="supervised"`` in the registry)."""
+
+    def supports(self, benchmark: Any) -> str | None:
+        if benchmark.family.kind != "supervised":
+            return f"{self.name} is a supervised few-shot learner; {benchmark.id} is an RL benchmark"
+        return None
+
+    def meta_train(self, ctx: SupervisedTrainContext) -> None:  # type: ignore[override]
+        """Learn from ``ctx.sample(...)`` episodes (default: nothing)."""
+
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+        raise NotImplementedError
+
+
+def adaptation_curve(
+    adapter: SupervisedAdapter, episode: Episode, steps: int, loss: str, accuracy: bool = False
+) -> dict[str, np.ndarray]:
+    """Query loss (and accuracy) of every task before and after each of ``steps`` ``adapt()`` calls.
+
+    Returns ``{"loss": (tasks, steps + 1)}`` (plus ``"accuracy"`` when asked), measured by
+    the harness from ``adapter.predict(query_x)``.
+    """
+    n = episode.num_tasks
+    out = {"loss": np.zeros((n, steps + 1))}
+    if accuracy:
+        out["accuracy"] = np.zeros((n, steps + 1))
+    adapter.reset(episode.support_x, episode.support_y)
+    for s in range(steps + 1):
+        with torch.no_grad():
+            pred = adapter.predict(episode.query_x)
+            if pred.shape[0] != n:
+                raise ValueError(f"adapter.predict returned {pred.shape[0]} rows for {n} tasks")
+            out["loss"][:, s] = task_losses(loss, pred.float(), episode.query_y).double().numpy()
+            if accuracy:
+                out["accuracy"][:, s] = task_accuracy(pred, episode.query_y).double().numpy()
+        if s < steps:
+            adapter.adapt()
+    return out
+
+
+# --- the harness for supervised benchmarks -------------------------------------------------
+
+
+def query_grid(points: int = QUERY_POINTS) -> np.ndarray:
+    """The fixed query inputs of the sinusoid benchmarks: ``points`` evenly spaced over [-5, 5]."""
+    return np.linspace(-5.0, 5.0, points)
+
+
+def evaluation_episode(bench: Benchmark) -> Episode:
+    """The benchmark's fixed test data: ``tasks * runs`` rows (task-major), K support points
+    drawn from the benchmark's task seed, and the query grid."""
+    proto = bench.protocol
+    fam: Any = bench.family  # a SinusoidFamily
+    tasks = bench.test_tasks
+    runs = proto.runs_per_task
+    rows = [t for t in tasks for _ in range(runs)]
+    rng = np.random.default_rng(np.random.SeedSequence([bench.task_seed, 1]))
+    assert proto.shots is not None and proto.query_points is not None
+    xs, ys = fam.sample_support(rows, proto.shots, rng)
+    xq = np.broadcast_to(query_grid(proto.query_points), (len(rows), proto.query_points))
+    yq = fam.targets(rows, xq)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32).unsqueeze(-1)
+
+    return Episode(t(xs), t(ys), t(xq), t(yq))
+
+
+def _round_significand(a: np.ndarray, bits: int = 12) -> np.ndarray:
+    """Round float32 values to ``bits`` significand bits (relative error < 2**-bits).
+
+    Records store query MSE this way: the dropped low bits are noise that zlib cannot
+    compress, and 2.4e-4 relative precision is far below the standard errors.
+    """
+    f = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    drop = np.uint32(23 - bits)
+    half = np.uint32(1 << (23 - bits - 1))
+    rounded = ((f + half) >> drop) << drop
+    return rounded.view(np.float32).astype(np.float64)
+
+
+def evaluate_supervised(agent: Agent, bench: Benchmark, seed: int = 0, progress: bool = False) -> Record:
+    """Meta-train ``agent`` on ``bench``'s train tasks, adapt it on every test task and run, score it.
+
+    Called by :func:`metarl_bench.harness.evaluate` for families of kind ``"supervised"``
+    (the agent is already configured for ``bench``).
+    """
+    proto = bench.protocol
+    if proto.shots is None or proto.inner_steps is None or proto.query_points is None:
+        raise ValueError(f"{bench.id}: a supervised benchmark's protocol needs shots, inner_steps and query_points")
+    # One intra-op thread: the 1-40-40-1 network's operations are far too small to split,
+    # and a second OpenMP thread only spin-waits (it halved throughput on a busy 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _evaluate_supervised(agent, bench, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> Record:
+    proto = bench.protocol
+    assert proto.shots is not None and proto.inner_steps is not None and proto.query_points is not None
+    problem = SinusoidProblem(bench.family, bench.train_tasks, name=bench.id)
+    ss_train, ss_eval = np.random.SeedSequence(seed).spawn(2)
+    ctx = SupervisedTrainContext(
+        problem,
+        seed=int(ss_train.generate_state(1)[0]),
+        shots=proto.shots,
+        query_shots=proto.shots,
+        budget_samples=bench.meta_train_steps,
+        benchmark=bench,
+        progress=progress,
+    )
+    t0 = time.perf_counter()
+    agent.meta_train(ctx)  # type: ignore[arg-type]
+    train_wall = time.perf_counter() - t0
+
+    ectx = SupervisedEvalContext(
+        problem, seed=int(ss_eval.generate_state(1)[0]), shots=proto.shots, inner_steps=proto.inner_steps, benchmark=bench
+    )
+    t1 = time.perf_counter()
+    adapter: SupervisedAdapter = agent.adapter(ectx)  # type: ignore[arg-type,assignment]
+    episode = evaluation_episode(bench)
+    curve = adaptation_curve(adapter, episode, proto.inner_steps, "mse")["loss"]
+    eval_wall = time.perf_counter() - t1
+    if not np.all(np.isfinite(curve)):
+        raise FloatingPointError(
+            f"{agent.name} on {bench.id}: non-finite query MSE during adaptation; lower its inner_lr"
+        )
+    n_tasks, runs = len(bench.test_tasks), proto.runs_per_task
+    returns = _round_significand(curve).reshape(n_tasks, runs, proto.inner_steps + 1)
+    x = np.arange(proto.inner_steps + 1, dtype=np.float64)
+    phase = ["budget"] * proto.inner_steps + ["final"]
+    record = build_record(
+        agent,
+        bench,
+        seed,
+        returns,
+        x,
+        phase,
+        meta_train={
+            "env_steps": ctx.samples,  # labelled examples drawn (the supervised analogue of env steps)
+            "wall_seconds": round(train_wall, 3),
+        },
+        evaluation={
+            "env_steps": 0,
+            "wall_seconds": round(eval_wall, 3),
+            "adaptations": n_tasks * runs,
+            "inner_steps": proto.inner_steps,
+            "shots": proto.shots,
+            "query_points": proto.query_points,
+        },
+        extra={
+            "x_label": "inner gradient steps",
+            "y_label": "query MSE",
+            "online_definition": "sum of query MSE before each of the inner steps (x = 0..inner_steps-1)",
+            **({"train_log": _thin(ctx.log, 100)} if ctx.log else {}),
+        },
+    )
+    per_task = returns[:, :, 1].mean(axis=1)
+    record.scores["mse_1_step"] = {
+        "value": float(per_task.mean()),
+        "se": float(per_task.std(ddof=1) / math.sqrt(len(per_task))) if len(per_task) > 1 else float("nan"),
+    }
+    return record
+
+
+# --- benchmark definitions -----------------------------------------------------------------
+
+
+def sinusoid_references(inner_steps: int = INNER_STEPS, points: int = QUERY_POINTS) -> dict[str, dict[str, float]]:
+    """Random = the prior-mean predictor's exact expected MSE on the query grid; oracle = 0."""
+    from metarl_bench.envs.sinusoid import SinusoidFamily
+
+    floor = SinusoidFamily.prior_mean_mse(query_grid(points))
+    return {
+        "random": {"online": inner_steps * floor, "final": floor},
+        "oracle": {"online": 0.0, "final": 0.0},
+    }
+
+
+def register_sinusoid_benchmarks() -> None:
+    """``MetaRL/Sinusoid-K{5,10,20}-v0`` (and their smoke variants)."""
+    for k in (5, 10, 20):
+        register_benchmark(
+            Benchmark(
+                id=f"MetaRL/Sinusoid-K{k}-v0",
+                family_id="MetaRL/Sinusoid-v0",
+                protocol=Protocol(
+                    budget_episodes=INNER_STEPS,
+                    runs_per_task=2,
+                    final_episodes=1,
+                    shots=k,
+                    inner_steps=INNER_STEPS,
+                    query_points=QUERY_POINTS,
+                ),
+                n_train=20_000,
+                n_test=1_000,
+                task_seed=5000 + k,
+                meta_train_steps=1_000_000_000,  # labelled examples
+                headline="final",
+                lower_is_better=True,
+                reference_overrides=sinusoid_references(),
+                description=(
+                    f"sinusoid regression, {k} support points, query MSE on a 100-point grid over [-5,5] after "
+                    f"0..10 inner gradient steps (MAML section 5.1)"
+                ),
+            ),
+            smoke={"n_train": 1_000, "n_test": 50, "meta_train_steps": 20_000_000},
+        )
+
+
+register_sinusoid_benchmarks()
+
+
+# --- speed benchmark -----------------------------------------------------------------------
+
+
+def _loop_maml_step(net: torch.nn.Module, opt: torch.optim.Optimizer, ep: Episode, inner_lr: float) -> float:
+    """Second-order MAML, one task at a time (the straightforward reference implementation)."""
+    from torch.func import functional_call
+
+    opt.zero_grad()
+    names = [n for n, _ in net.named_parameters()]
+    params = [p for _, p in net.named_parameters()]
+    total = torch.zeros(())
+    for i in range(ep.num_tasks):
+        inner = ((net(ep.support_x[i]) - ep.support_y[i]) ** 2).mean()
+        grads = torch.autograd.grad(inner, params, create_graph=True)
+        fast = {n: p - inner_lr * g for n, p, g in zip(names, params, grads)}
+        total = total + ((functional_call(net, fast, (ep.query_x[i],)) - ep.query_y[i]) ** 2).mean()
+    loss = total / ep.num_tasks
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def supervised_perf(iterations: int = 300, repeats: int = 3, meta_batch_size: int = 25, shots: int = 10) -> dict:
+    """Milliseconds per meta-iteration of ``maml`` (second order, 1 inner step, 1-40-40-1) against a
+    per-task loop, measured in the same run; prints and returns both and their ratio.
+
+    Both run the same network, data and optimiser on one intra-op thread (as the harness
+    does); the best of ``repeats`` timings of ``iterations`` iterations each is kept (the
+    usual guard against a busy machine).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _supervised_perf(iterations, repeats, meta_batch_size, shots)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _supervised_perf(iterations: int, repeats: int, meta_batch_size: int, shots: int) -> dict:
+    from metarl_bench.baselines.fewshot_common import MLP
+    from metarl_bench.baselines.fewshot_maml import MAMLConfig, maml_step
+    from metarl_bench.envs.sinusoid import SinusoidFamily
+
+    fam = SinusoidFamily()
+    problem = SinusoidProblem(fam, fam.sample_tasks(1000, np.random.default_rng(0)))
+    cfg = MAMLConfig(meta_batch_size=meta_batch_size, inner_steps=1)
+    rng = np.random.default_rng(0)
+    episodes = [problem.sample(meta_batch_size, shots, shots, rng) for _ in range(50)]
+
+    def timed(fn: Any) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            for i in range(10):  # warm-up
+                fn(episodes[i % len(episodes)])
+            t = time.perf_counter()
+            for i in range(iterations):
+                fn(episodes[i % len(episodes)])
+            best = min(best, (time.perf_counter() - t) / iterations * 1e3)
+        return best
+
+    net = MLP(1, (40, 40), 1, torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.outer_lr)
+    batched_ms = timed(lambda ep: maml_step(net, opt, ep, "mse", cfg))
+    with torch.random.fork_rng():  # nn.Linear initialises from the global generator
+        torch.manual_seed(0)
+        loop_net = torch.nn.Sequential(
+            torch.nn.Linear(1, 40), torch.nn.ReLU(), torch.nn.Linear(40, 40), torch.nn.ReLU(), torch.nn.Linear(40, 1)
+        )
+    loop_opt = torch.optim.Adam(loop_net.parameters(), lr=cfg.outer_lr)
+    loop_ms = timed(lambda ep: _loop_maml_step(loop_net, loop_opt, ep, cfg.inner_lr))
+    out = {
+        "maml_batched_ms": round(batched_ms, 3),
+        "maml_loop_ms": round(loop_ms, 3),
+        "speedup": round(loop_ms / batched_ms, 2),
+        "torch_threads": torch.get_num_threads(),
+        "meta_batch_size": meta_batch_size,
+        "shots": shots,
+    }
+    print(
+        f"maml (meta-batch {meta_batch_size}, K={shots}, 1 inner step, second order, 1-40-40-1), "
+        f"{torch.get_num_threads()} torch threads: batched {batched_ms:.2f} ms/iteration, "
+        f"per-task loop {loop_ms:.2f} ms/iteration, speed-up {loop_ms / batched_ms:.1f}x"
+    )
+    return out
