@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check metarl_bench envs baselines tests
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)

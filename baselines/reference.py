@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from metarl_bench.baselines.common import sample_actions
 
 from metarl_bench.agents import Adapter, Agent
+from metarl_bench.baselines.common import sample_actions
 
 
 class _RandomAdapter(Adapter):

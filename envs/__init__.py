@@ -5,18 +5,45 @@ from __future__ import annotations
 from metarl_bench.family import register_family
 
 from .bandit import BanditEnv, BanditFamily, BanditTask, BanditVectorEnv
+from .classic_control import (
+    CartPoleDynamicsEnv,
+    CartPoleDynamicsFamily,
+    CartPoleDynamicsTask,
+    CartPoleDynamicsVectorEnv,
+    PendulumDynamicsEnv,
+    PendulumDynamicsFamily,
+    PendulumDynamicsTask,
+    PendulumDynamicsVectorEnv,
+)
 from .navigation import Navigation2DEnv, Navigation2DFamily, Navigation2DVectorEnv, NavigationTask
+from .sinusoid import SinusoidFamily, SinusoidTask
+from .tabular_mdp import TabularMDPEnv, TabularMDPFamily, TabularMDPTask, TabularMDPVectorEnv, value_iteration
 
 __all__ = [
     "BanditEnv",
     "BanditFamily",
     "BanditTask",
     "BanditVectorEnv",
+    "CartPoleDynamicsEnv",
+    "CartPoleDynamicsFamily",
+    "CartPoleDynamicsTask",
+    "CartPoleDynamicsVectorEnv",
     "Navigation2DEnv",
     "Navigation2DFamily",
     "Navigation2DVectorEnv",
     "NavigationTask",
+    "PendulumDynamicsEnv",
+    "PendulumDynamicsFamily",
+    "PendulumDynamicsTask",
+    "PendulumDynamicsVectorEnv",
+    "SinusoidFamily",
+    "SinusoidTask",
+    "TabularMDPEnv",
+    "TabularMDPFamily",
+    "TabularMDPTask",
+    "TabularMDPVectorEnv",
     "register_all",
+    "value_iteration",
 ]
 
 
@@ -25,7 +52,11 @@ def register_all() -> None:
     register_family(BanditFamily)
     for k in (5, 10, 50):
         register_family(BanditFamily, id=f"MetaRL/Bandit-k{k}-v0", kwargs={"k": k})
+    register_family(TabularMDPFamily)
     register_family(Navigation2DFamily)
+    register_family(CartPoleDynamicsFamily)
+    register_family(PendulumDynamicsFamily)
+    register_family(SinusoidFamily)
 
 
 register_all()

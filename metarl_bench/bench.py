@@ -36,11 +36,19 @@ class ShortRun:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-# Short learner runs, each well under a few minutes on 2 cores.
-SHORT_LEARNERS: list[ShortRun] = []
+# Short learner runs (about a minute each on 2 cores): each checks that the learner still
+# learns; the committed full runs in results/ are the numbers to quote.
+SHORT_LEARNERS: list[ShortRun] = [
+    ShortRun("MetaRL/Sinusoid-K10-v0", "maml", {"iterations": 2000}),
+    ShortRun("MetaRL/Bandit-k5-n10-v0", "rl2", {"train_env_steps": 1_000_000}),
+    # maml-trpo costs ~5 CPU-s per 20-task meta-batch: the short run uses the smoke benchmark
+    ShortRun("MetaRL/Navigation2D-smoke-v0", "maml-trpo", {"iterations": 10, "meta_batch_size": 10}),
+]
 
 
 def _smoke(bid: str) -> str:
+    if "-smoke-v" in bid:
+        return bid
     return bid[: bid.rindex("-v")] + "-smoke" + bid[bid.rindex("-v") :]
 
 
@@ -63,8 +71,9 @@ def run_bench(tier: str = "quick", results: str = "results", workers: int = 2, s
         import metarl_bench
 
         t = time.perf_counter()
+        overrides = run.overrides if tier == "quick" else {}  # smoke ids have tiny tuned configs
         try:
-            rec = metarl_bench.evaluate(metarl_bench.agent(run.agent, **run.overrides), bid, seed=0, results=short_root)
+            rec = metarl_bench.evaluate(metarl_bench.agent(run.agent, **overrides), bid, seed=0, results=short_root)
         except Exception as exc:  # noqa: BLE001 - reported, and the bench fails at the end
             print(f"  FAILED short run {run.agent} on {bid}: {type(exc).__name__}: {exc}")
             failed.append((run, exc))  # type: ignore[arg-type]
@@ -72,6 +81,9 @@ def run_bench(tier: str = "quick", results: str = "results", workers: int = 2, s
         head = rec.benchmark["headline"]
         print(f"  short run {run.agent} on {bid}: {head} {rec.scores[head]['value']:.3f} "
               f"+- {rec.scores[head]['se']:.3f} ({time.perf_counter() - t:.0f} s)")
+    if SHORT_LEARNERS:
+        write_leaderboard(short_root, allow_errors=True)
+        print(f"[bench] short learner runs: {short_root}/LEADERBOARD.md")
     for p in write_leaderboard(results):
         print(f"[bench] wrote {p}")
     print(f"[bench] finished in {time.perf_counter() - t0:.0f} s, {len(failed)} failures")

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from metarl_bench.baselines.psrl import PosteriorMDPAdapter
 
 import metarl_bench
 from metarl_bench.agents import Transition
+from metarl_bench.baselines.psrl import PosteriorMDPAdapter
 from metarl_bench.harness import EvalContext
 
 

@@ -6,9 +6,9 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
-from metarl_bench.envs import BanditTask, NavigationTask
 
 import metarl_bench
+from metarl_bench.envs import BanditTask, NavigationTask
 
 
 def test_task_json_round_trip_and_hash():

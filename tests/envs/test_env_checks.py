@@ -8,6 +8,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+
+import metarl_bench
+from metarl_bench.checks import CheckResult, check_family, format_report
 from metarl_bench.envs import (
     BanditEnv,
     BanditFamily,
@@ -15,9 +18,6 @@ from metarl_bench.envs import (
     Navigation2DFamily,
     Navigation2DVectorEnv,
 )
-
-import metarl_bench
-from metarl_bench.checks import CheckResult, check_family, format_report
 from metarl_bench.family import Family
 from metarl_bench.perf import env_throughput, harness_throughput, main_perf
 

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+import metarl_bench
+from metarl_bench.checks import check_family, format_report
 from metarl_bench.envs import (
     BanditTask,
     CartPoleDynamicsTask,
@@ -19,9 +22,6 @@ from metarl_bench.envs import (
     value_iteration,
 )
 from metarl_bench.envs.tabular_mdp import policy_evaluation
-
-import metarl_bench
-from metarl_bench.checks import check_family, format_report
 
 RL_IDS = [fid for fid in metarl_bench.family_ids() if metarl_bench.family(fid).kind == "rl"]
 

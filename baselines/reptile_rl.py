@@ -1,0 +1,112 @@
+"""Reptile for reinforcement learning (``reptile``, RL track).
+
+Nichol, Achiam & Schulman 2018, "On First-Order Meta-Learning Algorithms", algorithm 2
+(batched Reptile), applied to policies. For each meta-batch of tasks i = 1..n:
+
+    phi_i = U^k_i(theta)                                  k inner policy-gradient steps
+    theta <- theta + epsilon * (1/n) sum_i (phi_i - theta)
+
+where one inner step is the vanilla policy-gradient step of MAML's inner loop (fresh
+``fast_batch_size`` episodes with the current adapted policy, linear baseline, GAE,
+per-task normalisation, step ``fast_lr``), so meta-training and test-time adaptation run
+the same update. The paper uses Adam inside and ``epsilon`` annealed linearly to zero;
+here the inner optimiser is plain SGD (what the harness's adaptation stages apply) and
+``meta_lr`` is annealed linearly to zero over ``iterations`` when ``anneal`` is set.
+All tasks of a meta-batch adapt together: parameters carry a leading task axis.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from metarl_bench.agents import AgentConfig, positive
+from metarl_bench.baselines.maml_rl import MAMLConfig, _GradientMetaLearner, inner_step
+from metarl_bench.baselines.rl_common import Params, any_nonfinite, stack_params, torch_threads
+
+
+@dataclass
+class ReptileRLConfig(MAMLConfig):
+    """Reptile on policies: inner SGD policy-gradient steps, outer interpolation."""
+
+    num_steps: int = 3
+    """Inner policy-gradient steps per task during meta-training (k)."""
+    meta_lr: float = 1.0
+    """Outer step size epsilon (fraction of the way towards the mean adapted parameters)."""
+    anneal: bool = True
+    """Anneal ``meta_lr`` linearly to zero over ``iterations`` (as in the paper)."""
+
+    agent_name: ClassVar[str] = "reptile"
+
+    def validate(self) -> None:
+        super().validate()
+        positive("reptile", meta_lr=self.meta_lr)
+
+
+def reptile_update(theta: Params, adapted: Params, meta_lr: float) -> Params:
+    """``theta + meta_lr * mean_i(adapted_i - theta)``; ``adapted`` carries a leading task axis."""
+    return {k: theta[k] + meta_lr * (adapted[k].mean(0) - theta[k]) for k in theta}
+
+
+class ReptileRL(_GradientMetaLearner):
+    """Reptile (Nichol et al. 2018) on policy-gradient inner loops."""
+
+    name = "reptile"
+    config_cls: ClassVar[type[AgentConfig]] = ReptileRLConfig
+    config: ReptileRLConfig
+    description = "Reptile: k inner policy-gradient steps per task, move towards the adapted parameters"
+
+    def meta_train(self, ctx: Any) -> None:
+        with torch_threads(self.config.torch_threads):
+            self._meta_train(ctx)
+
+    def _meta_train(self, ctx: Any) -> None:
+        cfg = self.config
+        m, e = cfg.meta_batch_size, cfg.fast_batch_size
+        n = m * e
+        venv = ctx.make_vector_env([ctx.train_tasks[0]] * n)
+        self._build(ctx, venv.single_observation_space, venv.single_action_space)
+        horizon = ctx.family.horizon or 1
+        per_iteration = cfg.num_steps * n * horizon
+        for it in range(1, cfg.iterations + 1):
+            if ctx.steps_left < per_iteration:
+                ctx.record(iteration=it, stopped="meta-training step budget exhausted")
+                break
+            idx = ctx.rng.choice(len(ctx.train_tasks), size=m, replace=len(ctx.train_tasks) < m)
+            venv.set_tasks([ctx.train_tasks[int(i)] for i in idx for _ in range(e)])
+            t0, c0 = time.perf_counter(), time.process_time()
+            t_sampling = 0.0
+            theta = {k: v.detach().clone() for k, v in self.policy.params().items()}
+            params = stack_params(theta, m)
+            returns = []
+            for _ in range(cfg.num_steps):
+                ts = time.perf_counter()
+                episodes = self._collect(ctx, venv, params, m)
+                t_sampling += time.perf_counter() - ts
+                returns.append(float(episodes.returns.mean()))  # return after len(returns) inner steps
+                batch = self._batch(episodes, m)
+                leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+                params = {k: v.detach() for k, v in inner_step(self.policy, leaf, batch, cfg.fast_lr, False).items()}
+                if any_nonfinite(*params.values()):
+                    raise self._diverged(it, "inner-loop policy loss")
+            eps = cfg.meta_lr * (1.0 - (it - 1) / cfg.iterations if cfg.anneal else 1.0)
+            new = reptile_update(theta, params, eps)
+            with torch.no_grad():
+                for k, p in self.policy.named_parameters():
+                    p.copy_(new[k])
+            self._save_checkpoint(it)
+            ctx.record(
+                iteration=it,
+                train_return=returns[0],
+                last_inner_return=returns[-1],
+                meta_lr=round(eps, 6),
+                seconds=round(time.perf_counter() - t0, 4),
+                cpu_seconds=round(time.process_time() - c0, 4),
+                t_sampling=round(t_sampling, 4),
+                step_norm=float(np.sqrt(sum(float(((new[k] - theta[k]) ** 2).sum()) for k in theta))),
+            )
+        venv.close()
