@@ -28,6 +28,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/metarl-bench bench --tier quick --results results
+	# the slower learning checks (marked slow, kept out of `make test`)
+	$(PY) -m pytest -q -n 2 -m slow tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info
