@@ -27,8 +27,8 @@ from metarl_bench.baselines.fewshot_common import (
     diverged,
     expand_params,
     params_of,
-    progress_bar,
     should_log,
+    training_iterations,
 )
 from metarl_bench.supervised import (
     SupervisedAdapter,
@@ -75,8 +75,7 @@ class PretrainedAgent(SupervisedAgent):
         cfg = self.config
         self.net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator())
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.outer_lr)
-        bar = progress_bar(ctx, cfg.iterations, f"{self.name} on {ctx.name}")
-        for it in range(cfg.iterations):
+        for it in training_iterations(ctx, cfg.iterations, f"{self.name} on {ctx.name}"):
             ep = ctx.sample(cfg.meta_batch_size)
             x = torch.cat([ep.support_x, ep.query_x], dim=1)
             y = torch.cat([ep.support_y, ep.query_y], dim=1)
@@ -90,10 +89,6 @@ class PretrainedAgent(SupervisedAgent):
             opt.step()
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, loss=float(value.detach()))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
         if not hasattr(self, "net"):

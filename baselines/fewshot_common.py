@@ -17,7 +17,7 @@ task's own gradient, all from one ``torch.autograd.grad`` call (:func:`inner_upd
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -241,12 +241,17 @@ def should_log(iteration: int, iterations: int) -> bool:
     return iteration == 0 or iteration == iterations - 1 or iteration % max(1, iterations // 100) == 0
 
 
-def progress_bar(ctx: SupervisedTrainContext, total: int, desc: str) -> Any:
+def training_iterations(ctx: SupervisedTrainContext, total: int, desc: str) -> Iterator[int]:
+    """``range(total)``, shown as a progress bar when the context asks for progress."""
     if not ctx.progress:
-        return None
+        yield from range(total)
+        return
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="it", leave=False, mininterval=1.0)
+    with tqdm(total=total, desc=desc, unit="it", leave=False, mininterval=1.0) as bar:
+        for it in range(total):
+            yield it
+            bar.update(1)
 
 
 def check_hidden(agent: str, hidden_sizes: tuple[int, ...]) -> None:

@@ -34,8 +34,8 @@ from metarl_bench.baselines.fewshot_common import (
     expand_params,
     inner_update,
     params_of,
-    progress_bar,
     should_log,
+    training_iterations,
 )
 from metarl_bench.supervised import (
     Episode,
@@ -109,8 +109,7 @@ def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: MAMLConfig
     sched = (
         torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / cfg.iterations) if cfg.lr_decay else None
     )
-    bar = progress_bar(ctx, cfg.iterations, f"{name} on {ctx.name}")
-    for it in range(cfg.iterations):
+    for it in training_iterations(ctx, cfg.iterations, f"{name} on {ctx.name}"):
         episode = ctx.sample(cfg.meta_batch_size)
         value = maml_step(net, opt, episode, ctx.problem.loss, cfg)
         if value != value:  # NaN: the update was skipped
@@ -119,10 +118,6 @@ def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: MAMLConfig
             sched.step()
         if should_log(it, cfg.iterations):
             ctx.record(iteration=it, outer_loss=value)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
 
 
 class MAMLAgent(SupervisedAgent):

@@ -34,8 +34,8 @@ from metarl_bench.baselines.fewshot_common import (
     expand_params,
     inner_update,
     params_of,
-    progress_bar,
     should_log,
+    training_iterations,
 )
 from metarl_bench.supervised import (
     Episode,
@@ -122,8 +122,7 @@ class MetaSGDAgent(SupervisedAgent):
         net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator(0))
         self.learner = MetaSGDLearner(net, cfg.inner_lr[0], cfg.inner_lr[1], ctx.torch_generator(1))
         opt = torch.optim.Adam(self.learner.parameters(), lr=cfg.outer_lr)
-        bar = progress_bar(ctx, cfg.iterations, f"{self.name} on {ctx.name}")
-        for it in range(cfg.iterations):
+        for it in training_iterations(ctx, cfg.iterations, f"{self.name} on {ctx.name}"):
             episode = ctx.sample(cfg.meta_batch_size)
             opt.zero_grad(set_to_none=True)
             value = outer_loss(self.learner, episode, ctx.problem.loss, cfg)
@@ -133,10 +132,6 @@ class MetaSGDAgent(SupervisedAgent):
             opt.step()
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, outer_loss=float(value.detach()))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
         if not hasattr(self, "learner"):

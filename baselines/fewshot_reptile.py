@@ -28,8 +28,8 @@ from metarl_bench.baselines.fewshot_common import (
     diverged,
     inner_update,
     params_of,
-    progress_bar,
     should_log,
+    training_iterations,
 )
 from metarl_bench.supervised import (
     Episode,
@@ -103,8 +103,7 @@ class ReptileAgent(SupervisedAgent):
         cfg = self.config
         self.net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator())
         params = params_of(self.net)
-        bar = progress_bar(ctx, cfg.iterations, f"{self.name} on {ctx.name}")
-        for it in range(cfg.iterations):
+        for it in training_iterations(ctx, cfg.iterations, f"{self.name} on {ctx.name}"):
             episode = ctx.sample(cfg.meta_batch_size, n_support=ctx.shots * cfg.inner_steps, n_query=0)
             phi = inner_loop(self.net, params, episode, ctx.problem.loss, cfg.inner_lr, cfg.inner_steps)
             step = cfg.outer_lr * (1.0 - it / cfg.iterations) if cfg.anneal else cfg.outer_lr
@@ -114,10 +113,6 @@ class ReptileAgent(SupervisedAgent):
             reptile_update(params, phi, step)
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, step_size=step, mean_abs_move=float(moved) / cfg.meta_batch_size)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
         if not hasattr(self, "net"):
