@@ -26,7 +26,7 @@ import torch
 
 from metarl_bench.agents import AgentConfig, positive
 from metarl_bench.baselines.maml_rl import MAMLConfig, _GradientMetaLearner, inner_step
-from metarl_bench.baselines.rl_common import Params, any_nonfinite, stack_params, torch_threads
+from metarl_bench.baselines.rl_common import Params, any_nonfinite, stack_params
 
 
 @dataclass
@@ -59,10 +59,6 @@ class ReptileRL(_GradientMetaLearner):
     config_cls: ClassVar[type[AgentConfig]] = ReptileRLConfig
     config: ReptileRLConfig
     description = "Reptile: k inner policy-gradient steps per task, move towards the adapted parameters"
-
-    def meta_train(self, ctx: Any) -> None:
-        with torch_threads(self.config.torch_threads):
-            self._meta_train(ctx)
 
     def _meta_train(self, ctx: Any) -> None:
         cfg = self.config
