@@ -192,7 +192,7 @@ class _BayesOptimalAdapter(_CountsAdapter):
         if self.method == "exact-dp":
             return self._exact_scores()
         h = self.budget - self.pulls_done
-        s, f = self.counts[..., 0], self.counts[..., 1] - 0
+        s, f = self.counts[..., 0], self.counts[..., 1]
         return self.table[s, f, h]
 
     def _exact_scores(self) -> np.ndarray:

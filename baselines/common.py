@@ -17,6 +17,15 @@ def sample_actions(space: spaces.Space, n: int, rng: np.random.Generator) -> np.
     raise TypeError(f"unsupported action space {space}")
 
 
+def advance_episode_clock(t: np.ndarray, active: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """Time step within the episode after one transition, per sub-env.
+
+    Sub-envs still in their episode count up; those that just finished restart at 0;
+    inactive ones (already finished this stage) keep their value.
+    """
+    return np.where(active & ~done, t + 1, np.where(active, 0, t))
+
+
 def gae(
     rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones: np.ndarray, gamma: float, lam: float
 ) -> tuple[np.ndarray, np.ndarray]:

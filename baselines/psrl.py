@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from metarl_bench.agents import Adapter, Agent, Transition
+from metarl_bench.baselines.common import advance_episode_clock
 
 
 def is_tabular_mdp(benchmark: Any) -> bool:
@@ -83,7 +84,7 @@ class PosteriorMDPAdapter(Adapter):
             np.add.at(self.trans, (g, s, a, s2), 1.0)
             np.add.at(self.visits, (g, s, a), 1.0)
             np.add.at(self.reward_sum, (g, s, a), tr.reward[idx])
-        self.t = np.where(tr.active & ~done, self.t + 1, np.where(tr.active, 0, self.t))
+        self.t = advance_episode_clock(self.t, tr.active, done)
         if (tr.active & done).any() and not (tr.active & ~done).any():
             # every sub-env finished its episode: the next act starts a new one
             self.episodes += 1

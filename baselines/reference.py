@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from metarl_bench.agents import Adapter, Agent
-from metarl_bench.baselines.common import sample_actions
+from metarl_bench.baselines.common import advance_episode_clock, sample_actions
 
 
 class _RandomAdapter(Adapter):
@@ -71,7 +71,7 @@ class _OracleAdapter(Adapter):
 
     def observe(self, tr: Any) -> None:
         done = tr.terminated | tr.truncated
-        self.t = np.where(tr.active & ~done, self.t + 1, np.where(tr.active, 0, self.t))
+        self.t = advance_episode_clock(self.t, tr.active, done)
 
 
 class OracleAgent(Agent):

@@ -25,19 +25,11 @@ import gymnasium as gym
 import numpy as np
 
 from metarl_bench.agents import Adapter
+from metarl_bench.baselines.common import sample_actions
 from metarl_bench.family import family, family_ids, family_spec
 
 TARGET_RATIO = 50.0
 TARGET_FAMILIES = ("MetaRL/Bandit-v0", "MetaRL/TabularMDP-v0", "MetaRL/Navigation2D-v0")
-
-
-def _random_actions(space: gym.Space, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` uniformly random actions of ``space`` (a single space), drawn with ``rng``."""
-    if isinstance(space, gym.spaces.Discrete):
-        return space.start + rng.integers(0, int(space.n), size=n)
-    if isinstance(space, gym.spaces.Box):
-        return rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
-    raise TypeError(f"perf draws random actions for Discrete and Box action spaces only, got {space}")
 
 
 def _time_steps(venv: gym.vector.VectorEnv, actions: Sequence[np.ndarray], seconds: float, max_steps: int) -> dict[str, float]:
@@ -88,7 +80,7 @@ def env_throughput(
     tasks = fam.sample_tasks(num_envs, rng)
     batched = fam.make_vector_env(tasks)
     sync = gym.vector.SyncVectorEnv([lambda t=t: fam.make_env(t) for t in tasks])  # type: ignore[misc]
-    actions = [_random_actions(batched.single_action_space, num_envs, rng) for _ in range(64)]
+    actions = [sample_actions(batched.single_action_space, num_envs, rng) for _ in range(64)]
     fast: list[dict[str, float]] = []
     slow: list[dict[str, float]] = []
     for _ in range(rounds):
@@ -118,7 +110,7 @@ class _UniformAdapter(Adapter):
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return _random_actions(self.space, len(obs), self.rng)
+        return sample_actions(self.space, len(obs), self.rng)
 
 
 def harness_throughput(

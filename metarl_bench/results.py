@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import math
 import os
 import tempfile
 import zlib
@@ -242,6 +241,3 @@ def load_all(root: str | Path = DEFAULT_RESULTS) -> tuple[list[Record], list[Rec
             errors.append(exc)
     return records, errors
 
-
-def finite_or_none(v: float) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
