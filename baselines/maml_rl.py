@@ -48,11 +48,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 from gymnasium import spaces
 from torch import Tensor
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
 from metarl_bench.baselines.rl_common import (
+    Dist,
     Episodes,
     GroupBatch,
     MLPPolicy,
@@ -66,6 +68,7 @@ from metarl_bench.baselines.rl_common import (
     make_policy,
     set_flat_params,
     stack_params,
+    subsample_episodes,
     torch_generator,
     torch_threads,
 )
@@ -143,6 +146,10 @@ class MAMLTRPOConfig(MAMLConfig):
     """Conjugate-gradient iterations for the step direction."""
     cg_damping: float = 1e-5
     """Damping added to the KL Hessian in conjugate gradient."""
+    cg_subsample: float = 1.0
+    """Fraction of each task's episodes used for the KL Hessian-vector products of conjugate
+    gradient (1 = all, as pytorch-maml-rl; OpenAI Baselines' TRPO uses every 5th sample).
+    The meta-gradient, the trust-region check and the line search always use every episode."""
     ls_max_steps: int = 15
     """Maximum backtracking steps in the line search."""
     ls_backtrack_ratio: float = 0.8
@@ -155,6 +162,8 @@ class MAMLTRPOConfig(MAMLConfig):
         positive("maml-trpo", max_kl=self.max_kl, cg_iters=self.cg_iters, ls_max_steps=self.ls_max_steps)
         if self.cg_damping < 0:
             raise ValueError(f"agent 'maml-trpo': config field 'cg_damping' must be >= 0, got {self.cg_damping!r}")
+        if not 0.0 < self.cg_subsample <= 1.0:
+            raise ValueError(f"agent 'maml-trpo': config field 'cg_subsample' must be in (0, 1], got {self.cg_subsample!r}")
         if not 0.0 < self.ls_backtrack_ratio < 1.0:
             raise ValueError(
                 f"agent 'maml-trpo': config field 'ls_backtrack_ratio' must be in (0, 1), got {self.ls_backtrack_ratio!r}"
@@ -369,9 +378,19 @@ class MAMLTRPO(_GradientMetaLearner):
     pi = pi_old, which is where TRPO evaluates it. Each inner step's Jacobian is
     ``I - fast_lr * H_k`` with ``H_k`` the symmetric Hessian of the inner loss, so ``J v``
     and ``J^T w`` are products with ``H_k`` (double backward through the inner gradient,
-    built once per meta-batch) and ``F_i u`` is a double backward of the KL on the
-    post-adaptation episodes. This avoids differentiating the network to third order on
-    every conjugate-gradient iteration; a test checks it against the direct product.
+    built once per meta-batch). ``F_i`` is the KL's Hessian with respect to the adapted
+    parameters, the Fisher information of the policy: ``F_i u = D^T M D u`` with ``D``
+    the network's Jacobian on the post-adaptation episodes and ``M`` the KL's Hessian in
+    distribution coordinates (``diag(1/std^2, 2)`` for Gaussians, ``diag(p)`` on
+    log-probabilities), so ``D u`` is one forward-mode pass and ``D^T`` one backward pass
+    (``fisher_cotangent`` of the policy supplies ``M``). This avoids differentiating the
+    network to third order on every conjugate-gradient iteration; tests check it against
+    the direct product, for both policy kinds.
+
+    With ``cg_subsample < 1`` the products use the first episodes of every task only
+    (OpenAI Baselines' TRPO computes its Fisher-vector products on every 5th sample): the
+    curvature is then an estimate, while the meta-gradient, the KL bound and the line
+    search still use every episode.
     """
 
     name = "maml-trpo"
@@ -410,13 +429,18 @@ class MAMLTRPO(_GradientMetaLearner):
         params = stack_params(self.policy.params(), train[0].groups)
         steps: list[tuple[Params, Params]] = []
         for batch in train:
-            names = list(params)
-            loss = reinforce_loss(self.policy, params, batch).sum()
-            grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=not self.config.first_order)
+            point, grads = self._inner_gradient(params, batch)
             if not self.config.first_order:
-                steps.append((params, dict(zip(names, grads))))
-            params = {k: params[k] - self.config.fast_lr * g for k, g in zip(names, grads)}
+                steps.append((point, grads))
+            params = {k: params[k] - self.config.fast_lr * g for k, g in grads.items()}
         return params, steps
+
+    def _inner_gradient(self, params: Params, batch: GroupBatch) -> tuple[Params, Params]:
+        """``(params, gradient of the summed inner losses)``, with a graph unless ``first_order``."""
+        names = list(params)
+        loss = reinforce_loss(self.policy, params, batch).sum()
+        grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=not self.config.first_order)
+        return params, dict(zip(names, grads))
 
     def _jacobian_product(self, steps: list[tuple[Params, Params]], v: Params, transpose: bool) -> Params:
         """``J v`` (or ``J^T v``) for per-task vectors ``v`` ``(G, ...)``: each step's
@@ -439,20 +463,29 @@ class MAMLTRPO(_GradientMetaLearner):
         return flat([per_task[k].sum(0) for k, _ in self.policy.named_parameters()])
 
     def hessian_vector_product(
-        self, steps: list[tuple[Params, Params]], adapted: Params, grad_kl: Params, damping: float
+        self, steps: list[tuple[Params, Params]], adapted: Params, dist: Dist, valid: GroupBatch, damping: float
     ) -> Any:
         """``v -> (H + damping I) v`` with ``H`` the Hessian of the mean KL with respect to
         the meta-parameters: ``sum_i J_i^T F_i J_i v`` (see the class docstring).
-        ``adapted`` are the adapted parameters as graph leaves and ``grad_kl`` the KL's
-        gradient with respect to them, built with ``create_graph``."""
+        ``adapted`` are the adapted parameters as graph leaves and ``dist`` the policy's
+        distribution on ``valid.obs`` computed from them (its graph is kept)."""
         names = list(adapted)
-        groups = next(iter(adapted.values())).shape[0]
+        leaves = [adapted[k] for k in names]
+        groups = leaves[0].shape[0]
+        primal = {k: v.detach() for k, v in adapted.items()}
+        at = self.policy.detach(dist)
+        scale = (valid.weights / groups).unsqueeze(-1)  # the KL is a weighted mean over tasks
 
-        def product(vector: Tensor, retain_graph: bool = True) -> Tensor:
+        def fisher(u: Params) -> Params:
+            with fwAD.dual_level():
+                dual = {k: fwAD.make_dual(primal[k], u[k].detach()) for k in names}
+                tangent = tuple(fwAD.unpack_dual(d).tangent for d in self.policy.call(dual, valid.obs))
+            cotangent = tuple(c * scale for c in self.policy.fisher_cotangent(at, tangent))
+            return dict(zip(names, torch.autograd.grad(dist, leaves, grad_outputs=cotangent, retain_graph=True)))
+
+        def product(vector: Tensor) -> Tensor:
             u = self._jacobian_product(steps, self._unflatten(vector, groups), transpose=False)
-            dot = sum((grad_kl[k] * u[k]).sum() for k in names)
-            fu = dict(zip(names, torch.autograd.grad(dot, [adapted[k] for k in names], retain_graph=True)))
-            w = self._jacobian_product(steps, fu, transpose=True)
+            w = self._jacobian_product(steps, fisher(u), transpose=True)
             return self._flatten_sum(w).detach() + damping * vector
 
         return product
@@ -466,21 +499,30 @@ class MAMLTRPO(_GradientMetaLearner):
         names = list(leaves)
         dist = self.policy.call(leaves, valid.obs)
         old_dist = self.policy.detach(dist)
-        old_loss, old_kl = self._surrogate(dist, old_dist, valid)
+        old_loss, _ = self._surrogate(dist, old_dist, valid)
         if any_nonfinite(old_loss.detach()):
             raise self._diverged(iteration, "policy loss")
         grad_out = dict(zip(names, torch.autograd.grad(old_loss, [leaves[k] for k in names], retain_graph=True)))
         grads = self._flatten_sum(self._jacobian_product(steps, grad_out, transpose=True)).detach()
-        grad_kl = dict(zip(names, torch.autograd.grad(old_kl, [leaves[k] for k in names], create_graph=True)))
         t1 = time.perf_counter()
         timing["inner"] += t1 - t0
         if any_nonfinite(grads):
             raise self._diverged(iteration, "meta-gradient")
 
-        hvp = self.hessian_vector_product(steps, leaves, grad_kl, cfg.cg_damping)
+        curvature_valid = valid
+        if cfg.cg_subsample < 1.0:
+            # Curvature on a subsample: the inner losses' Hessians at the same points and the
+            # Fisher at the same adapted parameters, on the first episodes of every task.
+            steps = [
+                self._inner_gradient(point, subsample_episodes(batch, cfg.cg_subsample))
+                for (point, _), batch in zip(steps, train)
+            ]
+            curvature_valid = subsample_episodes(valid, cfg.cg_subsample)
+            dist = self.policy.call(leaves, curvature_valid.obs)
+        hvp = self.hessian_vector_product(steps, leaves, dist, curvature_valid, cfg.cg_damping)
         stepdir, h_stepdir = conjugate_gradient(hvp, grads, cfg.cg_iters)
         shs = 0.5 * torch.dot(stepdir, h_stepdir)
-        del hvp, grad_kl, steps, adapted  # free the graphs before the line search
+        del hvp, dist, steps, adapted  # free the graphs before the line search
         t2 = time.perf_counter()
         timing["cg"] += t2 - t1
         stats: dict[str, Any] = {"loss_before": float(old_loss.detach())}
@@ -653,7 +695,7 @@ class PolicyGradientAdapter(Adapter):
         new: dict[str, list[Tensor]] = {k: [] for k in self.params}
         for s in range(0, self.runs, chunk):
             sl = slice(s, s + chunk)
-            part = GroupBatch(batch.obs[sl], batch.actions[sl], batch.advantages[sl], batch.weights[sl])
+            part = GroupBatch(batch.obs[sl], batch.actions[sl], batch.advantages[sl], batch.weights[sl], batch.episodes)
             p = {k: v[sl].detach().requires_grad_(True) for k, v in self.params.items()}
             with torch.enable_grad():
                 updated = inner_step(self.policy, p, part, self.config.fast_lr, create_graph=False)

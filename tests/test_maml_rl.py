@@ -215,12 +215,30 @@ def test_first_order_meta_gradient_equals_hand_built_reference():
     np.testing.assert_allclose(got.numpy(), (total / 3).numpy(), rtol=1e-9, atol=1e-12)
 
 
+def _categorical_batch(groups: int, k: int, seed: int) -> rc.GroupBatch:
+    g = torch.Generator().manual_seed(seed)
+    w = torch.rand(groups, k, generator=g, dtype=torch.float64)
+    return rc.GroupBatch(
+        obs=torch.randn(groups, k, 3, generator=g, dtype=torch.float64),
+        actions=torch.randint(0, 4, (groups, k), generator=g),
+        advantages=torch.randn(groups, k, generator=g, dtype=torch.float64),
+        weights=w / w.sum(-1, keepdim=True),
+    )
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 @pytest.mark.parametrize("num_steps", [1, 2])
-def test_factored_hessian_vector_product_matches_direct_autograd(num_steps):
-    """The Jacobian-factored HVP equals pytorch-maml-rl's HVP of the KL through the inner steps."""
+def test_factored_hessian_vector_product_matches_direct_autograd(num_steps, kind):
+    """The factored HVP (Jacobian products, forward-mode Fisher) equals pytorch-maml-rl's:
+    the double backward of the KL through the inner steps."""
     agent = _agent()
-    train = [_group_batch(2, 12, seed=10 + s) for s in range(num_steps)]
-    valid = _group_batch(2, 12, seed=20)
+    if kind == "gaussian":
+        train = [_group_batch(2, 12, seed=10 + s) for s in range(num_steps)]
+        valid = _group_batch(2, 12, seed=20)
+    else:
+        agent.policy = rc.CategoricalMLPPolicy(3, 4, (8, 8), "tanh", _gen(2)).double()
+        train = [_categorical_batch(2, 12, seed=10 + s) for s in range(num_steps)]
+        valid = _categorical_batch(2, 12, seed=20)
     params = list(agent.policy.parameters())
     # pytorch-maml-rl: Hessian of the KL through the (second-order) adaptation graph
     _, kl, _ = agent.surrogate_loss(train, valid)
@@ -229,11 +247,11 @@ def test_factored_hessian_vector_product_matches_direct_autograd(num_steps):
     adapted, steps = agent.adapt_with_jacobian(train)
     leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
     dist = agent.policy.call(leaves, valid.obs)
-    _, kl2 = agent._surrogate(dist, agent.policy.detach(dist), valid)
-    grad_kl = dict(zip(leaves, torch.autograd.grad(kl2, list(leaves.values()), create_graph=True)))
-    ours = agent.hessian_vector_product(steps, leaves, grad_kl, damping=1e-3)
+    ours = agent.hessian_vector_product(steps, leaves, dist, valid, damping=1e-3)
     v = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    np.testing.assert_allclose(ours(v).numpy(), direct(v).detach().numpy(), rtol=1e-7, atol=1e-10)
+    expected = direct(v).detach().numpy()
+    assert np.abs(expected).max() > 1e-3  # not a trivially zero product
+    np.testing.assert_allclose(ours(v).numpy(), expected, rtol=1e-7, atol=1e-10)
 
 
 def test_second_order_meta_gradient_matches_direct_autograd():
@@ -464,3 +482,59 @@ def test_maml_trpo_adapts_on_bandits():
     agent.meta_train(ctx)
     late = np.mean([r["valid_return"] - r["train_return"] for r in ctx.log[-20:]])
     assert late > 0.0  # one inner step improves the pull's expected reward
+
+
+def test_subsample_episodes_keeps_the_first_episodes_of_each_group():
+    T, groups, e = 4, 2, 5
+    eps = rc.Episodes(
+        obs=torch.arange(T * groups * e, dtype=torch.float32).reshape(T, groups * e, 1),
+        actions=torch.zeros(T, groups * e, 1),
+        rewards=torch.ones(T, groups * e),
+        mask=torch.ones(T, groups * e),
+        dones=torch.zeros(T, groups * e),
+    )
+    eps.dones[-1] = 1.0
+    batch = rc.group_batch(eps, groups, gamma=0.9, gae_lambda=1.0)
+    assert batch.episodes == e
+    sub = rc.subsample_episodes(batch, 0.4)  # ceil(0.4 * 5) = 2 episodes per group
+    assert sub.episodes == 2 and sub.obs.shape == (groups, T * 2, 1)
+    # group 1's first two episodes are sub-envs 5 and 6: obs = t * 10 + sub-env
+    np.testing.assert_array_equal(sub.obs[1, :, 0].numpy(), [5, 6, 15, 16, 25, 26, 35, 36])
+    # the weights still sum to 1 per group (a mean over the kept episodes)
+    np.testing.assert_allclose(sub.weights.sum(-1).numpy(), [1.0, 1.0], rtol=1e-6)
+    assert rc.subsample_episodes(batch, 1.0) is batch
+    with pytest.raises(ValueError, match="episode count"):
+        rc.subsample_episodes(rc.GroupBatch(batch.obs, batch.actions, batch.advantages, batch.weights), 0.5)
+
+
+def test_subsampled_curvature_is_the_product_on_the_subsample():
+    """With cg_subsample, the TRPO step's products are exactly the full products computed on
+    the first episodes of each task, at the same (full-batch) adapted parameters."""
+    agent = _agent(cg_subsample=0.5)
+    train = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=30)), "episodes": 4})
+    valid = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=31)), "episodes": 4})
+    sub_t, sub_v = rc.subsample_episodes(train, 0.5), rc.subsample_episodes(valid, 0.5)
+    assert sub_t.obs.shape[1] == 6
+    adapted, _ = agent.adapt_with_jacobian([train])  # adapted on every episode
+    leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
+    point = rc.stack_params(agent.policy.params(), 2)
+    steps = [agent._inner_gradient(point, sub_t)]
+    ours = agent.hessian_vector_product(steps, leaves, agent.policy.call(leaves, sub_v.obs), sub_v, damping=0.0)
+    # reference: Hessian of the subsample's KL through an inner step whose *value* is the
+    # full-batch step (the subsample's gradient enters only through its derivative)
+    params = list(agent.policy.parameters())
+    full_step = {k: v.detach() for k, v in adapted.items()}
+    theta = rc.stack_params(agent.policy.params(), 2)
+    names = list(theta)
+    g_sub = torch.autograd.grad(reinforce_loss(agent.policy, theta, sub_t).sum(), [theta[k] for k in names], create_graph=True)
+    shifted = {k: full_step[k] + (theta[k] - 0.3 * g) - (theta[k] - 0.3 * g).detach() for k, g in zip(names, g_sub)}
+    dist = agent.policy.call(shifted, sub_v.obs)
+    kl = (agent.policy.kl(dist, agent.policy.detach(dist)) * sub_v.weights).sum(-1).mean()
+    direct = rc.kl_hessian_vector_product(kl, params, damping=0.0)
+    v = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    np.testing.assert_allclose(ours(v).numpy(), direct(v).detach().numpy(), rtol=1e-7, atol=1e-10)
+
+
+def test_maml_trpo_refuses_bad_cg_subsample():
+    with pytest.raises(ValueError, match="cg_subsample"):
+        metarl_bench.agent("maml-trpo", cg_subsample=0.0).configure(metarl_bench.benchmark(BANDIT))
