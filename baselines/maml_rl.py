@@ -284,9 +284,7 @@ class _GradientMetaLearner(Agent):
             eps = self._collect(ctx, venv, params, m)
             t1 = time.perf_counter()
             batch = self._batch(eps, m)
-            base = stack_params(self.policy.params(), m) if params is None else params
-            base = {k: v.detach().requires_grad_(True) for k, v in base.items()}
-            params = {k: v.detach() for k, v in inner_step(self.policy, base, batch, cfg.fast_lr, False).items()}
+            params = self.sampling_step(params, batch)
             if any_nonfinite(*params.values()):
                 raise self._diverged(iteration, "inner-loop policy loss")
             timing["sampling"] += t1 - t0
@@ -300,6 +298,13 @@ class _GradientMetaLearner(Agent):
         timing["sampling"] += t1 - t0
         timing["inner"] += time.perf_counter() - t1
         return train_batches, valid, train_eps, valid_eps
+
+    def sampling_step(self, params: Params | None, batch: GroupBatch) -> Params:
+        """The next per-group parameters to sample with: one first-order inner step from
+        ``params`` (the meta-parameters when None), detached."""
+        base = stack_params(self.policy.params(), batch.groups) if params is None else params
+        base = {k: v.detach().requires_grad_(True) for k, v in base.items()}
+        return {k: v.detach() for k, v in inner_step(self.policy, base, batch, self.config.fast_lr, False).items()}
 
     # -- the MAML decomposition ----------------------------------------------------------
     def adapt(self, train_batches: list[GroupBatch], first_order: bool | None = None) -> Params:
@@ -707,21 +712,11 @@ class PolicyGradientAdapter(Adapter):
 # --- speed benchmark ------------------------------------------------------------------------
 
 
-def maml_bench(
-    iterations: int = 5,
-    warmup: int = 1,
-    seed: int = 0,
-    benchmark_id: str = "MetaRL/Navigation2D-v0",
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Seconds per meta-batch of ``maml-trpo`` with the benchmark's tuned config (on
-    Navigation2D, pytorch-maml-rl's ``2d-navigation.yaml``), broken into sampling,
-    inner step (advantages, adaptation and the meta-gradient), conjugate gradient and
-    line search. The first ``warmup`` meta-batches are run but not timed.
-
-    pytorch-maml-rl took 5-9 s per meta-batch with this config on a 2-core CPU machine.
-    Returns means over the timed meta-batches plus the environment steps per second.
-    """
+def _time_meta_batches(
+    benchmark_id: str, iterations: int, warmup: int, seed: int, overrides: dict[str, Any]
+) -> tuple[MAMLTRPO, Any, dict[str, Any]]:
+    """Meta-train ``maml-trpo`` for ``warmup + iterations`` meta-batches; mean timings of the
+    last ``iterations``."""
     from metarl_bench.benchmarks import benchmark
     from metarl_bench.harness import MetaTrainContext
 
@@ -729,29 +724,100 @@ def maml_bench(
     agent = MAMLTRPO(**{**overrides, "iterations": warmup + iterations})
     agent.configure(bench)
     ctx = MetaTrainContext(bench, seed=seed)
-    t0 = time.perf_counter()
     agent.meta_train(ctx)
-    wall = time.perf_counter() - t0
     rows = [r for r in ctx.log if "seconds" in r][warmup:]
     if not rows:
         raise ValueError(f"maml_bench: no timed meta-batch (iterations={iterations}); use iterations >= 1")
-    steps = (ctx.steps / (warmup + iterations)) if rows else 0.0
     out: dict[str, Any] = {
-        "benchmark": benchmark_id,
-        "config": {k: v for k, v in agent.resolved_config().items()},
-        "meta_batches": len(rows),
         "seconds_per_meta_batch": float(np.mean([r["seconds"] for r in rows])),
         # CPU time of this process: the better figure on a shared machine
         "cpu_seconds_per_meta_batch": float(np.mean([r["cpu_seconds"] for r in rows])),
-        "env_steps_per_meta_batch": steps,
-        "torch_threads": agent.config.torch_threads,
-        "total_wall_seconds": wall,
+        "env_steps_per_meta_batch": ctx.steps / (warmup + iterations),
     }
     for part in ("sampling", "inner", "cg", "line_search"):
         out[f"{part}_seconds"] = float(np.mean([r[f"t_{part}"] for r in rows]))
-    out["env_steps_per_second_sampling"] = steps / max(out["sampling_seconds"], 1e-9)
-    out["pytorch_maml_rl_seconds"] = "5-9 (same config, 2-core CPU, measured for issue 5)"
+    out["env_steps_per_second_sampling"] = out["env_steps_per_meta_batch"] / max(out["sampling_seconds"], 1e-9)
+    return agent, ctx, out
+
+
+def maml_bench(
+    iterations: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+    benchmark_id: str = "MetaRL/Navigation2D-v0",
+    subsample: float | None = 0.2,
+    reference_batches: int = 1,
+    verbose: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Seconds per meta-batch of ``maml-trpo`` with the benchmark's tuned config (on
+    Navigation2D, pytorch-maml-rl's ``2d-navigation.yaml``), broken into sampling, inner
+    step (advantages, adaptation and the meta-gradient), conjugate gradient and line
+    search, against pytorch-maml-rl's task-by-task computation measured in the same run
+    (:mod:`metarl_bench.baselines.maml_reference`, ``reference_batches`` meta-batches; 0
+    skips it). With ``subsample`` set, the same is timed with ``cg_subsample=subsample``.
+    The first ``warmup`` meta-batches are run but not timed.
+
+    pytorch-maml-rl itself took 5-9 s per meta-batch with this config on a 2-core CPU
+    machine (measured for issue 5). ``verbose`` prints a report.
+    """
+    from metarl_bench.baselines.maml_reference import reference_meta_batch
+
+    agent, ctx, ours = _time_meta_batches(benchmark_id, iterations, warmup, seed, overrides)
+    out: dict[str, Any] = {
+        "benchmark": benchmark_id,
+        "config": dict(agent.resolved_config()),
+        "meta_batches": iterations,
+        **ours,
+        "torch_threads": agent.config.torch_threads,
+        "pytorch_maml_rl_seconds": "5-9 (same config, 2-core CPU, measured for issue 5)",
+    }
+    if subsample is not None and subsample < 1.0:
+        _, _, fast = _time_meta_batches(benchmark_id, iterations, warmup, seed, {**overrides, "cg_subsample": subsample})
+        out["cg_subsample"] = {"fraction": subsample, **fast}
+    if reference_batches > 0:
+        times = []
+        with torch_threads(agent.config.torch_threads):
+            for _ in range(reference_batches):
+                idx = ctx.rng.choice(len(ctx.train_tasks), size=agent.config.meta_batch_size)
+                times.append(reference_meta_batch(agent, ctx, [ctx.train_tasks[int(i)] for i in idx]))
+        ref = {f"{k}_seconds" if k != "total" else "seconds_per_meta_batch": float(np.mean([t[k] for t in times]))
+               for k in times[0]}
+        out["reference"] = ref
+        out["speedup"] = ref["seconds_per_meta_batch"] / out["seconds_per_meta_batch"]
+        if "cg_subsample" in out:
+            out["speedup_cg_subsample"] = ref["seconds_per_meta_batch"] / out["cg_subsample"]["seconds_per_meta_batch"]
     if hasattr(os, "getloadavg"):  # wall times mean little on a busy machine: say how busy it was
         out["load_average_1min"] = os.getloadavg()[0]
         out["cpu_count"] = os.cpu_count()
+    if verbose:
+        print(format_maml_bench(out))
     return out
+
+
+def format_maml_bench(out: dict[str, Any]) -> str:
+    """The report of :func:`maml_bench` as a table."""
+    parts = ("sampling", "inner", "cg", "line_search")
+    rows = [("maml-trpo (exact, the config)", out)]
+    if "cg_subsample" in out:
+        rows.append((f"maml-trpo, cg_subsample={out['cg_subsample']['fraction']:g}", out["cg_subsample"]))
+    if "reference" in out:
+        rows.append(("pytorch-maml-rl structure (same run)", out["reference"]))
+    lines = [
+        f"maml-trpo on {out['benchmark']}: seconds per meta-batch ({out['env_steps_per_meta_batch']:,.0f} env steps, "
+        f"{out['torch_threads']} torch thread(s), load {out.get('load_average_1min', float('nan')):.2f} "
+        f"on {out.get('cpu_count')} cores)",
+        f"{'':40s} {'total':>7s} " + " ".join(f"{p:>11s}" for p in parts),
+    ]
+    for name, r in rows:
+        lines.append(
+            f"{name:40s} {r['seconds_per_meta_batch']:7.2f} "
+            + " ".join(f"{r.get(p + '_seconds', float('nan')):11.2f}" for p in parts)
+        )
+    if "speedup" in out:
+        line = f"speed-up against the same-run reference: {out['speedup']:.1f}x exact"
+        if "speedup_cg_subsample" in out:
+            line += f", {out['speedup_cg_subsample']:.1f}x with cg_subsample"
+        lines.append(line)
+    lines.append("pytorch-maml-rl itself: 5-9 s per meta-batch on this machine class (issue 5); target <= 0.5 s")
+    return "\n".join(lines)

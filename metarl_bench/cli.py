@@ -199,7 +199,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         elif suite == "maml":
             from metarl_bench.baselines.maml_rl import maml_bench
 
-            maml_bench()
+            maml_bench(verbose=True)
         elif suite == "fewshot":
             from metarl_bench.supervised import supervised_perf
 

@@ -450,11 +450,16 @@ def test_adapter_takes_one_inner_step_per_run_per_stage():
     assert any(not torch.equal(adapter.params[k][0], adapter.params[k][1]) for k in theta)
 
 
-def test_maml_bench_reports_the_time_breakdown():
-    out = maml_bench(iterations=1, warmup=0, meta_batch_size=2, fast_batch_size=2)
-    for key in ("seconds_per_meta_batch", "sampling_seconds", "inner_seconds", "cg_seconds", "line_search_seconds"):
-        assert out[key] >= 0.0
+def test_maml_bench_reports_the_time_breakdown_and_the_same_run_reference(capsys):
+    out = maml_bench(iterations=1, warmup=0, meta_batch_size=2, fast_batch_size=2, verbose=True)
+    for row in (out, out["cg_subsample"], out["reference"]):
+        for key in ("seconds_per_meta_batch", "sampling_seconds", "inner_seconds", "cg_seconds", "line_search_seconds"):
+            assert row[key] >= 0.0
+    assert out["reference"]["seconds_per_meta_batch"] > 0.0
+    assert out["speedup"] == out["reference"]["seconds_per_meta_batch"] / out["seconds_per_meta_batch"]
     assert out["env_steps_per_meta_batch"] > 0
+    report = capsys.readouterr().out
+    assert "pytorch-maml-rl structure (same run)" in report and "speed-up against the same-run reference" in report
 
 
 # --- learning (slow) ----------------------------------------------------------------------------------
