@@ -1,6 +1,6 @@
 """``make bench``: the quick benchmark, its records, the leaderboard and plots.
 
-1. Every reference agent on every bandit, tabular-MDP and navigation benchmark, 3 seeds,
+1. Every reference agent on every RL benchmark that it supports, 3 seeds,
    into ``results/`` (resumable: records already there for the current task lists are kept).
 2. Short versions of the learners (a few minutes in all) into ``results-short/``, a
    check that each still learns, printed beside the committed full-run records.
@@ -23,6 +23,8 @@ RL_BENCHMARKS = [
     "MetaRL/TabularMDP-n10-v0",
     "MetaRL/TabularMDP-n25-v0",
     "MetaRL/Navigation2D-v0",
+    "MetaRL/CartPoleDynamics-v0",
+    "MetaRL/PendulumDynamics-v0",
 ]
 SEEDS = [0, 1, 2]
 
