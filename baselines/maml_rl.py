@@ -322,22 +322,30 @@ class _GradientMetaLearner(Agent):
         with torch_threads(self.config.torch_threads):
             self._meta_train(ctx)
 
-    def _meta_train(self, ctx: Any) -> None:
+    def _start_training(self, ctx: Any) -> Any:
+        """Build the policy (and optimiser) and return the vector env of one meta-batch:
+        ``meta_batch_size`` tasks x ``fast_batch_size`` episodes."""
         cfg = self.config
-        m, e = cfg.meta_batch_size, cfg.fast_batch_size
-        n = m * e
-        venv = ctx.make_vector_env([ctx.train_tasks[0]] * n)
+        venv = ctx.make_vector_env([ctx.train_tasks[0]] * (cfg.meta_batch_size * cfg.fast_batch_size))
         self._build(ctx, venv.single_observation_space, venv.single_action_space)
         self._setup_optimiser()
-        horizon = ctx.family.horizon or 1
-        per_iteration = (cfg.num_steps + 1) * n * horizon
+        return venv
+
+    def _next_meta_batch(self, ctx: Any, venv: Any) -> None:
+        """Draw ``meta_batch_size`` training tasks and give each ``fast_batch_size`` sub-envs."""
+        m, e = self.config.meta_batch_size, self.config.fast_batch_size
+        idx = ctx.rng.choice(len(ctx.train_tasks), size=m, replace=len(ctx.train_tasks) < m)
+        venv.set_tasks([ctx.train_tasks[int(i)] for i in idx for _ in range(e)])
+
+    def _meta_train(self, ctx: Any) -> None:
+        cfg = self.config
+        venv = self._start_training(ctx)
+        per_iteration = (cfg.num_steps + 1) * venv.num_envs * (ctx.family.horizon or 1)
         for it in range(1, cfg.iterations + 1):
             if ctx.steps_left < per_iteration:
                 ctx.record(iteration=it, stopped="meta-training step budget exhausted")
                 break
-            idx = ctx.rng.choice(len(ctx.train_tasks), size=m, replace=len(ctx.train_tasks) < m)
-            tasks = [ctx.train_tasks[int(i)] for i in idx]
-            venv.set_tasks([t for t in tasks for _ in range(e)])
+            self._next_meta_batch(ctx, venv)
             timing = {"sampling": 0.0, "inner": 0.0, "cg": 0.0, "line_search": 0.0, "outer": 0.0}
             t0, c0 = time.perf_counter(), time.process_time()
             train, valid, train_eps, valid_eps = self.sample_meta_batch(ctx, venv, timing, it)

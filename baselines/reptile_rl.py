@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from metarl_bench.agents import AgentConfig, positive
-from metarl_bench.baselines.maml_rl import MAMLConfig, _GradientMetaLearner, inner_step
+from metarl_bench.baselines.maml_rl import MAMLConfig, _GradientMetaLearner
 from metarl_bench.baselines.rl_common import Params, any_nonfinite, stack_params
 
 
@@ -62,18 +62,14 @@ class ReptileRL(_GradientMetaLearner):
 
     def _meta_train(self, ctx: Any) -> None:
         cfg = self.config
-        m, e = cfg.meta_batch_size, cfg.fast_batch_size
-        n = m * e
-        venv = ctx.make_vector_env([ctx.train_tasks[0]] * n)
-        self._build(ctx, venv.single_observation_space, venv.single_action_space)
-        horizon = ctx.family.horizon or 1
-        per_iteration = cfg.num_steps * n * horizon
+        m = cfg.meta_batch_size
+        venv = self._start_training(ctx)
+        per_iteration = cfg.num_steps * venv.num_envs * (ctx.family.horizon or 1)
         for it in range(1, cfg.iterations + 1):
             if ctx.steps_left < per_iteration:
                 ctx.record(iteration=it, stopped="meta-training step budget exhausted")
                 break
-            idx = ctx.rng.choice(len(ctx.train_tasks), size=m, replace=len(ctx.train_tasks) < m)
-            venv.set_tasks([ctx.train_tasks[int(i)] for i in idx for _ in range(e)])
+            self._next_meta_batch(ctx, venv)
             t0, c0 = time.perf_counter(), time.process_time()
             t_sampling = 0.0
             theta = {k: v.detach().clone() for k, v in self.policy.params().items()}
@@ -85,8 +81,7 @@ class ReptileRL(_GradientMetaLearner):
                 t_sampling += time.perf_counter() - ts
                 returns.append(float(episodes.returns.mean()))  # return after len(returns) inner steps
                 batch = self._batch(episodes, m)
-                leaf = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-                params = {k: v.detach() for k, v in inner_step(self.policy, leaf, batch, cfg.fast_lr, False).items()}
+                params = self.sampling_step(params, batch)
                 if any_nonfinite(*params.values()):
                     raise self._diverged(it, "inner-loop policy loss")
             eps = cfg.meta_lr * (1.0 - (it - 1) / cfg.iterations if cfg.anneal else 1.0)
