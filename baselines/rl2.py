@@ -84,6 +84,8 @@ class RL2Config(AgentConfig):
     """Truncate backpropagation through time to chunks of this many steps; 0 = whole trials."""
     max_bptt_steps: int = 1000
     """Longest trial (in steps) trained without chunking; longer ones need ``bptt_chunk``."""
+    value_hidden_size: int = 0
+    """0: the value head shares the policy's GRU; > 0: a separate value GRU of this size (the RL² paper's RNN baseline)."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian head (continuous actions, in [-1, 1] units)."""
     deterministic_eval: bool = False
@@ -116,7 +118,7 @@ class RL2Config(AgentConfig):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"agent 'rl2': config field {name!r} must be in [0, 1], got {value!r}")
-        for name in ("trial_episodes", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef"):
+        for name in ("trial_episodes", "value_hidden_size", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"agent 'rl2': config field {name!r} must be >= 0, got {getattr(self, name)!r}")
         if self.num_minibatches > self.num_trials:
@@ -177,33 +179,56 @@ def _layer(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-class RL2Net(nn.Module):
-    """GRU trunk with a policy head (categorical or diagonal Gaussian) and a value head."""
+def _gru(in_dim: int, hidden: int) -> nn.GRUCell:
+    gru = nn.GRUCell(in_dim, hidden)
+    for name, p in gru.named_parameters():
+        if "weight" in name:
+            nn.init.orthogonal_(p)
+        else:
+            nn.init.zeros_(p)
+    return gru
 
-    def __init__(self, spec: _Spec, hidden: int, init_log_std: float) -> None:
+
+def _unroll(gru: nn.GRUCell, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """GRU states (T, N, H) over inputs ``x`` (T, N, in_dim) from ``h0`` (N, H)."""
+    h, out = h0, []
+    for t in range(x.shape[0]):
+        h = gru(x[t], h)
+        out.append(h)
+    return torch.stack(out)
+
+
+class RL2Net(nn.Module):
+    """GRU trunk with a policy head (categorical or diagonal Gaussian) and a value head, which
+    reads the same GRU or, with ``value_hidden > 0``, a GRU of its own."""
+
+    def __init__(self, spec: _Spec, hidden: int, init_log_std: float, value_hidden: int = 0) -> None:
         super().__init__()
         self.spec = spec
         # A GRUCell stepped in Python: on 1-2 CPU threads it beats nn.GRU's fused kernel
         # for these batch and hidden sizes, and rollouts and training share one code path.
-        self.gru = nn.GRUCell(spec.in_dim, hidden)
-        for name, p in self.gru.named_parameters():
-            if "weight" in name:
-                nn.init.orthogonal_(p)
-            else:
-                nn.init.zeros_(p)
+        self.gru = _gru(spec.in_dim, hidden)
+        self.vgru = _gru(spec.in_dim, value_hidden) if value_hidden else None
+        self.state_size = hidden + value_hidden  # the rollout state: policy GRU's, then the value GRU's
         self.pi = _layer(nn.Linear(hidden, spec.act_dim), 0.01)
-        self.v = _layer(nn.Linear(hidden, 1), 1.0)
+        self.v = _layer(nn.Linear(value_hidden or hidden, 1), 1.0)
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(init_log_std)))
 
+    def policy(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (T, N, in_dim), ``h0`` (N, H) -> the policy GRU's states (T, N, H) and policy outputs."""
+        hs = _unroll(self.gru, x, h0)
+        return hs, self.pi(hs)
+
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``x`` (T, N, in_dim), ``h0`` (N, H) -> hidden states (T, N, H), policy outputs, values (T, N)."""
-        h, out = h0, []
-        for t in range(x.shape[0]):
-            h = self.gru(x[t], h)
-            out.append(h)
-        hs = torch.stack(out)
-        return hs, self.pi(hs), self.v(hs).squeeze(-1)
+        """``x`` (T, N, in_dim), ``h0`` (N, state_size) -> rollout states (T, N, state_size), policy
+        outputs and values (T, N)."""
+        hidden = self.gru.hidden_size
+        hs, out = self.policy(x, h0[:, :hidden])
+        if self.vgru is None:
+            return hs, out, self.v(hs).squeeze(-1)
+        hv = _unroll(self.vgru, x, h0[:, hidden:])
+        return torch.cat([hs, hv], dim=-1), out, self.v(hv).squeeze(-1)
 
     def log_prob_entropy(self, out: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spec.discrete:
@@ -264,7 +289,7 @@ def _threads(n: int) -> Iterator[None]:
 def _build_net(spec: _Spec, cfg: RL2Config, seed: int) -> RL2Net:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std)
+        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size)
 
 
 # --- rollouts --------------------------------------------------------------------------------
@@ -315,7 +340,7 @@ def _collect(
     """Run one trial per task: ``episodes`` episodes in a row, hidden state carried throughout."""
     spec, n = net.spec, len(tasks)
     venv.set_tasks(tasks)
-    h = torch.zeros(n, net.gru.hidden_size)
+    h = torch.zeros(n, net.state_size)
     inputs = _Inputs(spec, n)
     xs, acts, logps, vals, rews, masks = [], [], [], [], [], []
     with torch.no_grad():
@@ -398,7 +423,7 @@ def ppo_loss(
 def _chunks(batch: _Batch, net: RL2Net, adv: torch.Tensor, ret: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
     """Sequences for BPTT: whole trials, or ``chunk``-step pieces with their start hidden states."""
     t, n = batch.valid.shape
-    h0 = torch.zeros(n, net.gru.hidden_size)
+    h0 = torch.zeros(n, net.state_size)
     seqs = {
         "x": batch.x, "a": batch.actions, "logp": batch.logp, "adv": adv, "ret": ret,
         "valid": batch.valid.float(), "h0": h0,
@@ -631,7 +656,7 @@ class RL2Adapter(Adapter):
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad(), _threads(self.num_threads):
-            hs, out, _ = self.net(self.inputs.build(obs).unsqueeze(0), self.h)
+            hs, out = self.net.policy(self.inputs.build(obs).unsqueeze(0), self.h)
             a = self.net.sample(out[0], self.gen, self.greedy)
         self._pending = (hs[0], a)
         return self.net.spec.to_env(a)

@@ -207,19 +207,22 @@ def test_inactive_sub_envs_keep_their_state():
     assert torch.equal(adapter.h[1], before[1]) and not torch.equal(adapter.h[0], before[0])
 
 
-def test_training_rollouts_carry_the_hidden_state_through_the_trial():
+@pytest.mark.parametrize("value_hidden", [0, 8])
+def test_training_rollouts_carry_the_hidden_state_through_the_trial(value_hidden):
     """The log-probabilities recorded in a rollout equal those of one GRU pass over the whole
     trial from a zero state: the rollout resets the state only when its trial begins."""
     bench = metarl_bench.benchmark(SMOKE)
     fam = bench.family
     venv = fam.make_vector_env(bench.train_tasks[:4])
     spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
-    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=16), seed=0)
+    cfg = rl2.RL2Config(hidden_size=16, value_hidden_size=value_hidden)
+    net = rl2._build_net(spec, cfg, seed=0)
+    h0 = torch.zeros(4, 16 + value_hidden)
     with torch.no_grad():
         net.pi.weight.mul_(100.0)  # sharp policy, so that a wrong state shows in the log-probabilities
     batch = rl2._collect(net, venv, bench.train_tasks[:4], 10, 1, torch.Generator().manual_seed(0), 0)
     with torch.no_grad():
-        _, out, values = net(batch.x, torch.zeros(4, 16))
+        _, out, values = net(batch.x, h0)
         logp, _ = net.log_prob_entropy(out, batch.actions)
     assert torch.allclose(logp, batch.logp, atol=1e-5)
     assert torch.allclose(values, batch.values, atol=1e-5)
@@ -227,7 +230,7 @@ def test_training_rollouts_carry_the_hidden_state_through_the_trial():
     assert batch.x[1:, :, -1].eq(1).all() and batch.x[0, :, -1].eq(0).all()
     # a per-episode reset would give different numbers
     with torch.no_grad():
-        per_episode = torch.cat([net(batch.x[t : t + 1], torch.zeros(4, 16))[2] for t in range(10)])
+        per_episode = torch.cat([net(batch.x[t : t + 1], h0)[2] for t in range(10)])
     assert not torch.allclose(per_episode, batch.values, atol=1e-3)
 
 
@@ -235,15 +238,41 @@ def test_navigation_rollout_packs_early_terminations():
     """Continuous actions and episodes that end early: packed rollouts match a whole-trial pass."""
     fam = metarl_bench.family("MetaRL/Navigation2D-v0")
     tasks = fam.sample_tasks(3, np.random.default_rng(0))
+    tasks[1] = type(tasks[1])(goal=(0.004, -0.003))  # next to the start: an almost still policy ends at once
     venv = fam.make_vector_env(tasks)
     spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
-    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8), seed=0)
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8, value_hidden_size=4, init_log_std=-6.0), seed=0)
     batch = rl2._collect(net, venv, tasks, 2, 100, torch.Generator().manual_seed(0), 0)
-    assert batch.x.shape[0] <= 200 and batch.actions.shape[-1] == 2
+    assert batch.actions.shape[-1] == 2
+    assert batch.valid.sum(0).tolist() == [200, 2, 200]  # trial 1: two one-step episodes, then padding
     with torch.no_grad():
-        _, out, _ = net(batch.x, torch.zeros(3, 8))
+        _, out, values = net(batch.x, torch.zeros(3, 12))
         logp, _ = net.log_prob_entropy(out, batch.actions)
     assert torch.allclose(logp[batch.valid], batch.logp[batch.valid], atol=1e-4)
+    # the separate value GRU's state is frozen with the policy's on finished sub-envs
+    assert torch.allclose(values[batch.valid], batch.values[batch.valid], atol=1e-4)
+
+
+def test_bptt_chunks_start_from_the_rollout_states():
+    """Chunked sequences, each run from its stored start state, reproduce the whole-trial pass
+    (a separate value GRU's state travels with the policy's)."""
+    fam = metarl_bench.family("MetaRL/Navigation2D-v0")
+    tasks = fam.sample_tasks(3, np.random.default_rng(1))
+    venv = fam.make_vector_env(tasks)
+    spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8, value_hidden_size=4), seed=0)
+    batch = rl2._collect(net, venv, tasks, 2, 100, torch.Generator().manual_seed(0), 0)
+    adv, ret = torch.randn(batch.valid.shape), torch.randn(batch.valid.shape)
+    seqs = rl2._chunks(batch, net, adv, ret, chunk=30)  # 200 steps -> 7 chunks, the last padded
+    assert seqs["x"].shape[:2] == (30, 7 * 3) and seqs["h0"].shape == (21, 12)
+    with torch.no_grad():
+        _, out, values = net(seqs["x"], seqs["h0"])
+        logp, _ = net.log_prob_entropy(out, seqs["a"])
+    valid = seqs["valid"].bool()
+    assert int(valid.sum()) == 600
+    assert torch.allclose(logp[valid], seqs["logp"][valid], atol=1e-4)
+    # chunk-major layout: chunk c of trial j is column c * 3 + j; its values are the rollout's
+    assert torch.allclose(values[:, 1 * 3 + 2], batch.values[30:60, 2], atol=1e-4)
 
 
 # --- determinism and harness fit ------------------------------------------------------------------------
