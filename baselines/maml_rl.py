@@ -748,6 +748,40 @@ def _time_meta_batches(
     return agent, ctx, out
 
 
+def cg_floor_seconds(cfg: MAMLTRPOConfig, samples_per_task: int, repeats: int = 20) -> dict[str, float]:
+    """A lower bound on exact conjugate gradient's time per meta-batch on this machine.
+
+    Counts only the matrix products with hidden-to-hidden weights whose inputs change
+    with the CG direction v, as if every v-independent activation and gradient were
+    cached: per inner-loss Hessian-vector product and hidden layer, 4 activation products
+    (R-forward 2, R-backward 2) and 2 weight-gradient products; per Fisher product, 3 and
+    1. One CG iteration needs ``2 * num_steps`` inner products (the adaptation Jacobian J
+    and its transpose around the Fisher, J^T F J v) and one Fisher product. Each product
+    is timed on the meta-batch's shapes (best of ``repeats``, the current torch threads).
+    """
+    tasks, widths = cfg.meta_batch_size, [int(h) for h in cfg.hidden_sizes]
+    layers = list(zip(widths[:-1], widths[1:]))
+    if not layers:  # one hidden layer: no hidden-to-hidden product, so no meaningful bound
+        return {"cg_floor_seconds": 0.0, "cg_floor_per_iteration_seconds": 0.0}
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        torch.bmm(x, y)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.bmm(x, y)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    per_iteration = 0.0
+    for h_in, h_out in layers:
+        a, w = torch.randn(tasks, samples_per_task, h_in), torch.randn(tasks, h_in, h_out)
+        g = torch.randn(tasks, samples_per_task, h_out)
+        act, wgrad = best(a, w), best(a.transpose(1, 2), g)
+        per_iteration += 2 * cfg.num_steps * (4 * act + 2 * wgrad) + (3 * act + wgrad)
+    return {"cg_floor_seconds": cfg.cg_iters * per_iteration, "cg_floor_per_iteration_seconds": per_iteration}
+
+
 def maml_bench(
     iterations: int = 3,
     warmup: int = 1,
@@ -795,6 +829,9 @@ def maml_bench(
         out["speedup"] = ref["seconds_per_meta_batch"] / out["seconds_per_meta_batch"]
         if "cg_subsample" in out:
             out["speedup_cg_subsample"] = ref["seconds_per_meta_batch"] / out["cg_subsample"]["seconds_per_meta_batch"]
+    with torch_threads(agent.config.torch_threads):
+        out.update(cg_floor_seconds(agent.config, int(out["env_steps_per_meta_batch"]) // (
+            (agent.config.num_steps + 1) * agent.config.meta_batch_size)))
     if hasattr(os, "getloadavg"):  # wall times mean little on a busy machine: say how busy it was
         out["load_average_1min"] = os.getloadavg()[0]
         out["cpu_count"] = os.cpu_count()
@@ -827,5 +864,11 @@ def format_maml_bench(out: dict[str, Any]) -> str:
         if "speedup_cg_subsample" in out:
             line += f", {out['speedup_cg_subsample']:.1f}x with cg_subsample"
         lines.append(line)
+    if "cg_floor_seconds" in out:
+        lines.append(
+            f"lower bound for exact conjugate gradient on this machine: {out['cg_floor_seconds']:.2f} s "
+            f"({out['cg_floor_per_iteration_seconds'] * 1e3:.0f} ms per iteration: the direction-dependent "
+            "hidden-layer matrix products alone, see cg_floor_seconds)"
+        )
     lines.append("pytorch-maml-rl itself: 5-9 s per meta-batch on this machine class (issue 5); target <= 0.5 s")
     return "\n".join(lines)

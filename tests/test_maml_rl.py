@@ -460,6 +460,18 @@ def test_maml_bench_reports_the_time_breakdown_and_the_same_run_reference(capsys
     assert out["env_steps_per_meta_batch"] > 0
     report = capsys.readouterr().out
     assert "pytorch-maml-rl structure (same run)" in report and "speed-up against the same-run reference" in report
+    assert out["cg_floor_seconds"] > 0.0 and "lower bound for exact conjugate gradient" in report
+
+
+def test_cg_floor_counts_the_direction_dependent_products():
+    from metarl_bench.baselines.maml_rl import MAMLTRPOConfig, cg_floor_seconds
+
+    cfg = MAMLTRPOConfig(meta_batch_size=2, hidden_sizes=(16, 16), cg_iters=10)
+    floor = cg_floor_seconds(cfg, samples_per_task=50, repeats=2)
+    assert floor["cg_floor_per_iteration_seconds"] > 0.0
+    assert floor["cg_floor_seconds"] == pytest.approx(10 * floor["cg_floor_per_iteration_seconds"])
+    # one hidden layer has no hidden-to-hidden product to bound the time with
+    assert cg_floor_seconds(MAMLTRPOConfig(hidden_sizes=(16,)), samples_per_task=50)["cg_floor_seconds"] == 0.0
 
 
 # --- learning (slow) ----------------------------------------------------------------------------------
