@@ -829,9 +829,8 @@ def maml_bench(
         out["speedup"] = ref["seconds_per_meta_batch"] / out["seconds_per_meta_batch"]
         if "cg_subsample" in out:
             out["speedup_cg_subsample"] = ref["seconds_per_meta_batch"] / out["cg_subsample"]["seconds_per_meta_batch"]
-    with torch_threads(agent.config.torch_threads):
-        out.update(cg_floor_seconds(agent.config, int(out["env_steps_per_meta_batch"]) // (
-            (agent.config.num_steps + 1) * agent.config.meta_batch_size)))
+    with torch_threads(agent.config.torch_threads):  # a task's samples: its fast batch of whole-horizon episodes
+        out.update(cg_floor_seconds(agent.config, agent.config.fast_batch_size * (ctx.family.horizon or 1)))
     if hasattr(os, "getloadavg"):  # wall times mean little on a busy machine: say how busy it was
         out["load_average_1min"] = os.getloadavg()[0]
         out["cpu_count"] = os.cpu_count()
