@@ -48,13 +48,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
 from gymnasium import spaces
 from torch import Tensor
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
+from metarl_bench.baselines.mlp_curvature import FisherProduct, InnerLossCurvature
 from metarl_bench.baselines.rl_common import (
-    Dist,
     Episodes,
     GroupBatch,
     MLPPolicy,
@@ -390,8 +389,9 @@ class MAMLTRPO(_GradientMetaLearner):
     and the second sum vanishes exactly because KL(pi || pi_old) has zero gradient where
     pi = pi_old, which is where TRPO evaluates it. Each inner step's Jacobian is
     ``I - fast_lr * H_k`` with ``H_k`` the symmetric Hessian of the inner loss, so ``J v``
-    and ``J^T w`` are products with ``H_k`` (double backward through the inner gradient,
-    built once per meta-batch). ``F_i`` is the KL's Hessian with respect to the adapted
+    and ``J^T w`` are products with ``H_k`` (Pearlmutter's R-operator written out for the
+    MLP in :mod:`mlp_curvature`, its direction-independent parts computed once per
+    meta-batch). ``F_i`` is the KL's Hessian with respect to the adapted
     parameters, the Fisher information of the policy: ``F_i u = D^T M D u`` with ``D``
     the network's Jacobian on the post-adaptation episodes and ``M`` the KL's Hessian in
     distribution coordinates (``diag(1/std^2, 2)`` for Gaussians, ``diag(p)`` on
@@ -435,34 +435,24 @@ class MAMLTRPO(_GradientMetaLearner):
         return loss, kl
 
     # -- Jacobian products of the adaptation ---------------------------------------------
-    def adapt_with_jacobian(self, train: list[GroupBatch]) -> tuple[Params, list[tuple[Params, Params]]]:
-        """Adapted parameters ``(G, ...)`` and, per inner step k, the pair
-        ``(theta^(k-1), g_k)`` with ``g_k`` the inner gradient built with a graph, from
-        which ``H_k v`` follows by one more backward pass (empty when ``first_order``)."""
+    def adapt_with_jacobian(self, train: list[GroupBatch]) -> tuple[Params, list[InnerLossCurvature]]:
+        """Adapted parameters ``(G, ...)`` and, per inner step k, the inner loss's
+        curvature at ``theta^(k-1)`` (its Hessian ``H_k``; empty when ``first_order``)."""
         params = stack_params(self.policy.params(), train[0].groups)
-        steps: list[tuple[Params, Params]] = []
+        steps: list[InnerLossCurvature] = []
         for batch in train:
-            point, grads = self._inner_gradient(params, batch)
+            curvature = InnerLossCurvature(self.policy, params, batch)
             if not self.config.first_order:
-                steps.append((point, grads))
-            params = {k: params[k] - self.config.fast_lr * g for k, g in grads.items()}
+                steps.append(curvature)
+            params = {k: params[k].detach() - self.config.fast_lr * g for k, g in curvature.grad.items()}
         return params, steps
 
-    def _inner_gradient(self, params: Params, batch: GroupBatch) -> tuple[Params, Params]:
-        """``(params, gradient of the summed inner losses)``, with a graph unless ``first_order``."""
-        names = list(params)
-        loss = reinforce_loss(self.policy, params, batch).sum()
-        grads = torch.autograd.grad(loss, [params[k] for k in names], create_graph=not self.config.first_order)
-        return params, dict(zip(names, grads))
-
-    def _jacobian_product(self, steps: list[tuple[Params, Params]], v: Params, transpose: bool) -> Params:
+    def _jacobian_product(self, steps: list[InnerLossCurvature], v: Params, transpose: bool) -> Params:
         """``J v`` (or ``J^T v``) for per-task vectors ``v`` ``(G, ...)``: each step's
         Jacobian ``I - fast_lr H_k`` is symmetric, so only the order differs."""
-        for point, grad in reversed(steps) if transpose else steps:
-            names = list(point)
-            dot = sum((grad[k] * v[k]).sum() for k in names)
-            hv = torch.autograd.grad(dot, [point[k] for k in names], retain_graph=True)
-            v = {k: v[k] - self.config.fast_lr * h for k, h in zip(names, hv)}
+        for curvature in reversed(steps) if transpose else steps:
+            hv = curvature.hvp(v)
+            v = {k: v[k] - self.config.fast_lr * hv[k] for k in v}
         return v
 
     def _unflatten(self, vector: Tensor, groups: int) -> Params:
@@ -476,25 +466,14 @@ class MAMLTRPO(_GradientMetaLearner):
         return flat([per_task[k].sum(0) for k, _ in self.policy.named_parameters()])
 
     def hessian_vector_product(
-        self, steps: list[tuple[Params, Params]], adapted: Params, dist: Dist, valid: GroupBatch, damping: float
+        self, steps: list[InnerLossCurvature], adapted: Params, valid: GroupBatch, damping: float
     ) -> Any:
         """``v -> (H + damping I) v`` with ``H`` the Hessian of the mean KL with respect to
-        the meta-parameters: ``sum_i J_i^T F_i J_i v`` (see the class docstring).
-        ``adapted`` are the adapted parameters as graph leaves and ``dist`` the policy's
-        distribution on ``valid.obs`` computed from them (its graph is kept)."""
-        names = list(adapted)
-        leaves = [adapted[k] for k in names]
-        groups = leaves[0].shape[0]
-        primal = {k: v.detach() for k, v in adapted.items()}
-        at = self.policy.detach(dist)
-        scale = (valid.weights / groups).unsqueeze(-1)  # the KL is a weighted mean over tasks
-
-        def fisher(u: Params) -> Params:
-            with fwAD.dual_level():
-                dual = {k: fwAD.make_dual(primal[k], u[k].detach()) for k in names}
-                tangent = tuple(fwAD.unpack_dual(d).tangent for d in self.policy.call(dual, valid.obs))
-            cotangent = tuple(c * scale for c in self.policy.fisher_cotangent(at, tangent))
-            return dict(zip(names, torch.autograd.grad(dist, leaves, grad_outputs=cotangent, retain_graph=True)))
+        the meta-parameters: ``sum_i J_i^T F_i J_i v`` (see the class docstring), at the
+        adapted parameters ``adapted`` ``(G, ...)`` on ``valid``'s observations."""
+        groups = valid.groups
+        fisher = FisherProduct(self.policy, {k: v.detach() for k, v in adapted.items()}, valid.obs,
+                               valid.weights / groups)  # the KL is a weighted mean over tasks
 
         def product(vector: Tensor) -> Tensor:
             u = self._jacobian_product(steps, self._unflatten(vector, groups), transpose=False)
@@ -527,12 +506,11 @@ class MAMLTRPO(_GradientMetaLearner):
             # Curvature on a subsample: the inner losses' Hessians at the same points and the
             # Fisher at the same adapted parameters, on the first episodes of every task.
             steps = [
-                self._inner_gradient(point, subsample_episodes(batch, cfg.cg_subsample))
-                for (point, _), batch in zip(steps, train)
+                InnerLossCurvature(self.policy, curvature.params, subsample_episodes(batch, cfg.cg_subsample))
+                for curvature, batch in zip(steps, train)
             ]
             curvature_valid = subsample_episodes(valid, cfg.cg_subsample)
-            dist = self.policy.call(leaves, curvature_valid.obs)
-        hvp = self.hessian_vector_product(steps, leaves, dist, curvature_valid, cfg.cg_damping)
+        hvp = self.hessian_vector_product(steps, leaves, curvature_valid, cfg.cg_damping)
         stepdir, h_stepdir = conjugate_gradient(hvp, grads, cfg.cg_iters)
         shs = 0.5 * torch.dot(stepdir, h_stepdir)
         del hvp, dist, steps, adapted  # free the graphs before the line search

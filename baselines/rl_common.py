@@ -44,10 +44,11 @@ class _Tanh(torch.autograd.Function):
     """``tanh`` as ``2 sigmoid(2x) - 1``, with a backward written in differentiable ops.
 
     Why: on the CPUs this suite targets, ``torch.tanh`` and its backward run about 4x
-    slower than ``sigmoid`` and plain multiplies, and MAML-TRPO differentiates the network
-    up to third order. The backward ``g * (1 - y^2)`` uses the saved output, so higher
-    derivatives flow through this same function; ``jvp`` is the same rule in forward mode
-    (MAML-TRPO's Fisher-vector products push tangents forward through the network).
+    slower than ``sigmoid`` and plain multiplies, and the MAML learners differentiate the
+    network to second order (pytorch-maml-rl's Hessian-vector product, in the same-run
+    reference of ``metarl-bench perf maml``, to third). The backward ``g * (1 - y^2)`` uses
+    the saved output, so higher derivatives flow through this same function; ``jvp`` is
+    the same rule in forward mode.
     """
 
     @staticmethod
@@ -100,6 +101,7 @@ class MLPPolicy(nn.Module):
     ) -> None:
         super().__init__()
         self.act = _activation(nonlinearity)
+        self.nonlinearity = nonlinearity
         sizes = [obs_dim, *hidden_sizes, out_dim]
         self.num_layers = len(sizes) - 1
         for i in range(self.num_layers):
@@ -132,7 +134,22 @@ class MLPPolicy(nn.Module):
             return self(obs)
         return functional_call(self, params, (obs,))
 
-    # Subclasses define forward -> Dist, log_prob, kl, fisher_cotangent, sample, detach.
+    @property
+    def trunk_names(self) -> list[str]:
+        """Names of the trunk's parameters, ``w0, b0, w1, b1, ...``."""
+        return [f"{p}{i}" for i in range(self.num_layers) for p in ("w", "b")]
+
+    @property
+    def head_names(self) -> list[str]:
+        """Names of the other parameters, those the distribution head uses (``log_std``)."""
+        trunk = set(self.trunk_names)
+        return [k for k, _ in self.named_parameters() if k not in trunk]
+
+    def forward(self, obs: Tensor) -> Dist:
+        return self.head(self.trunk(obs), {k: getattr(self, k) for k in self.head_names})
+
+    # Subclasses define head -> Dist (from the trunk's output and the other parameters),
+    # log_prob, kl, fisher_cotangent, sample, detach.
 
 
 class GaussianMLPPolicy(MLPPolicy):
@@ -155,9 +172,8 @@ class GaussianMLPPolicy(MLPPolicy):
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
-    def forward(self, obs: Tensor) -> Dist:
-        mean = self.trunk(obs)
-        log_std = torch.clamp(self.log_std, min=self.min_log_std).unsqueeze(-2)
+    def head(self, mean: Tensor, extra: Params) -> Dist:
+        log_std = torch.clamp(extra["log_std"], min=self.min_log_std).unsqueeze(-2)
         return mean, log_std.expand_as(mean)
 
     @staticmethod
@@ -199,8 +215,8 @@ class CategoricalMLPPolicy(MLPPolicy):
     ``CategoricalMLPPolicy``). Distribution tuple: ``(log_probs,)``, normalised.
     """
 
-    def forward(self, obs: Tensor) -> Dist:
-        return (torch.log_softmax(self.trunk(obs), dim=-1),)
+    def head(self, logits: Tensor, extra: Params) -> Dist:
+        return (torch.log_softmax(logits, dim=-1),)
 
     @staticmethod
     def log_prob(dist: Dist, actions: Tensor) -> Tensor:
