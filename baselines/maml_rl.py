@@ -417,11 +417,14 @@ class MAMLTRPO(_GradientMetaLearner):
         """Mean over tasks of the importance-weighted surrogate loss and of KL(new || old).
 
         With ``old_dist`` None (the first evaluation of a step) the adapted policy is the
-        old policy and the graph is kept for the meta-gradient; otherwise (line search) the
-        inner step is first order and the outer part runs without a graph.
+        old policy and the graph is kept for the meta-gradient; otherwise (line search)
+        only values are needed: the inner step uses the hand-written gradient and nothing
+        keeps a graph.
         """
-        first_order = (old_dist is not None) or self.config.first_order
-        params = self.adapt(train, first_order=first_order)
+        if old_dist is None:
+            params = self.adapt(train)
+        else:
+            params = self.adapt_with_jacobian(train, values_only=True)[0]
         with torch.set_grad_enabled(old_dist is None):
             dist = self.policy.call(params, valid.obs)
             if old_dist is None:
@@ -435,14 +438,18 @@ class MAMLTRPO(_GradientMetaLearner):
         return loss, kl
 
     # -- Jacobian products of the adaptation ---------------------------------------------
-    def adapt_with_jacobian(self, train: list[GroupBatch]) -> tuple[Params, list[InnerLossCurvature]]:
-        """Adapted parameters ``(G, ...)`` and, per inner step k, the inner loss's
-        curvature at ``theta^(k-1)`` (its Hessian ``H_k``; empty when ``first_order``)."""
+    def adapt_with_jacobian(
+        self, train: list[GroupBatch], values_only: bool = False
+    ) -> tuple[Params, list[InnerLossCurvature]]:
+        """Adapted parameters ``(G, ...)`` (detached) and, per inner step k, the inner
+        loss's curvature at ``theta^(k-1)`` (its Hessian ``H_k``; empty when ``first_order``
+        or ``values_only``)."""
         params = stack_params(self.policy.params(), train[0].groups)
         steps: list[InnerLossCurvature] = []
+        second_order = not (self.config.first_order or values_only)
         for batch in train:
-            curvature = InnerLossCurvature(self.policy, params, batch)
-            if not self.config.first_order:
+            curvature = InnerLossCurvature(self.policy, params, batch, second_order=second_order)
+            if second_order:
                 steps.append(curvature)
             params = {k: params[k].detach() - self.config.fast_lr * g for k, g in curvature.grad.items()}
         return params, steps

@@ -41,7 +41,7 @@ class MLPTape:
     ``obs`` ``(G, K, obs_dim)``, kept for products with its Jacobian (:meth:`jvp`,
     :meth:`vjp`). :attr:`z` is the trunk's output, :attr:`extra` the head's parameters."""
 
-    def __init__(self, policy: MLPPolicy, params: Params, obs: Tensor) -> None:
+    def __init__(self, policy: MLPPolicy, params: Params, obs: Tensor, second_order: bool = True) -> None:
         self.policy = policy
         self.params = params
         n = self.num_layers = policy.num_layers
@@ -63,7 +63,7 @@ class MLPTape:
                 if tanh:
                     h = torch.sigmoid(2.0 * a).mul_(2.0).sub_(1.0)  # tanh, see rl_common._Tanh
                     d = 1.0 - h * h
-                    self.ddact.append(-2.0 * h * d)
+                    self.ddact.append(-2.0 * h * d if second_order else None)
                 else:
                     h = torch.relu(a)
                     d = (a > 0).to(a.dtype)
@@ -129,18 +129,22 @@ class MLPTape:
 class InnerLossCurvature(MLPTape):
     """The summed per-task loss ``-sum_k w_k A_k log pi(a_k | s_k)`` of ``batch`` at
     group-stacked ``params`` ``(G, ...)``: its gradient :attr:`grad` and ``v -> H v``
-    (:meth:`hvp`) with ``H`` the per-task Hessian (block diagonal over tasks).
+    (:meth:`hvp`) with ``H`` the per-task Hessian (block diagonal over tasks). With
+    ``second_order`` False only the gradient is computed (no graph, nothing kept for
+    :meth:`hvp`).
     """
 
-    def __init__(self, policy: MLPPolicy, params: Params, batch: GroupBatch) -> None:
-        super().__init__(policy, params, batch.obs)
+    def __init__(self, policy: MLPPolicy, params: Params, batch: GroupBatch, second_order: bool = True) -> None:
+        super().__init__(policy, params, batch.obs, second_order)
         n = self.num_layers
         # the head's loss and its first derivatives, with a graph for the second ones
         self._z = self.z.requires_grad_(True)
         self._extra = [self.extra[k].requires_grad_(True) for k in self.extra_names]
         dist = policy.head(self._z, dict(zip(self.extra_names, self._extra)))
         loss = -(policy.log_prob(dist, batch.actions) * batch.advantages * batch.weights).sum()
-        self._first = torch.autograd.grad(loss, [self._z, *self._extra], create_graph=True, materialize_grads=True)
+        self._first = torch.autograd.grad(
+            loss, [self._z, *self._extra], create_graph=second_order, materialize_grads=True
+        )
         with torch.no_grad():
             # backward pass, keeping the errors at each layer's output
             delta = self._first[0].detach()
