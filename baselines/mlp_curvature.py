@@ -136,6 +136,7 @@ class InnerLossCurvature(MLPTape):
 
     def __init__(self, policy: MLPPolicy, params: Params, batch: GroupBatch, second_order: bool = True) -> None:
         super().__init__(policy, params, batch.obs, second_order)
+        self.second_order = second_order
         n = self.num_layers
         # the head's loss and its first derivatives, with a graph for the second ones
         self._z = self.z.requires_grad_(True)
@@ -166,6 +167,8 @@ class InnerLossCurvature(MLPTape):
 
     def hvp(self, v: Params) -> Params:
         """``H v`` per task, for per-task directions ``v`` ``(G, ...)`` named like the params."""
+        if not self.second_order:
+            raise RuntimeError("InnerLossCurvature.hvp needs second_order=True")
         rz, pre, act = self.jvp(v)
         # the head's Hessian times (R(z), v_extra): differentiate <first derivatives, direction>
         directions = [rz, *(v[k] for k in self.extra_names)]
