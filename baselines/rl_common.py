@@ -148,8 +148,13 @@ class MLPPolicy(nn.Module):
     def forward(self, obs: Tensor) -> Dist:
         return self.head(self.trunk(obs), {k: getattr(self, k) for k in self.head_names})
 
-    # Subclasses define head -> Dist (from the trunk's output and the other parameters),
-    # log_prob, kl, fisher_cotangent, sample, detach.
+    def head(self, out: Tensor, extra: Params) -> Dist:
+        """The action distribution from the trunk's output ``out`` and the parameters named
+        in :attr:`head_names` (``extra``); MAML-TRPO's hand-written products differentiate
+        the trunk themselves and only this part through autograd."""
+        raise NotImplementedError
+
+    # Subclasses also define log_prob, kl, fisher_cotangent, sample, detach.
 
 
 class GaussianMLPPolicy(MLPPolicy):
