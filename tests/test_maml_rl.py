@@ -255,6 +255,17 @@ def test_hand_written_inner_curvature_matches_autograd(kind, nonlinearity, hidde
     assert max(float(h.abs().max()) for h in expected) > 1e-2  # not a trivially zero product
 
 
+def test_line_search_adaptation_equals_the_autograd_inner_steps():
+    """The line search's gradient-only adaptation gives the same parameters as ``adapt``."""
+    agent = _agent(num_steps=2)
+    train = [_group_batch(3, 12, seed=50 + s) for s in range(2)]
+    fast, steps = agent.adapt_with_jacobian(train, values_only=True)
+    assert steps == []
+    reference = agent.adapt(train)
+    for k, v in reference.items():
+        np.testing.assert_allclose(fast[k].numpy(), v.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 @pytest.mark.parametrize("kind", ["gaussian", "categorical"])
 @pytest.mark.parametrize("num_steps", [1, 2])
 def test_factored_hessian_vector_product_matches_direct_autograd(num_steps, kind):
