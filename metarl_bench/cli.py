@@ -199,7 +199,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         elif suite == "maml":
             from metarl_bench.baselines.maml_rl import maml_bench
 
-            maml_bench(verbose=True)
+            maml_bench(verbose=True, **({"torch_threads": args.threads} if args.threads else {}))
         elif suite == "fewshot":
             from metarl_bench.supervised import supervised_perf
 
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("perf", help="throughput benchmarks (ratios measured in the same run)")
     s.add_argument("suites", nargs="*", help="envs (default; includes the harness fraction), harness, maml, fewshot, rl2")
     s.add_argument("--families", nargs="*")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the maml suite (default: the config's, 1)")
     s.set_defaults(fn=cmd_perf)
 
     s = sub.add_parser("bench", help="the main job: the quick benchmark, records, leaderboard and plots")

@@ -45,3 +45,13 @@ def test_run_is_resumable(tmp_path, capsys):
 def test_bad_input_is_a_readable_error(args, message, capsys):
     assert main(args + ["--no-save"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_perf_maml_passes_the_thread_count(monkeypatch):
+    from metarl_bench.baselines import maml_rl
+
+    calls = []
+    monkeypatch.setattr(maml_rl, "maml_bench", lambda **kw: calls.append(kw))
+    assert main(["perf", "maml", "--threads", "2"]) == 0
+    assert main(["perf", "maml"]) == 0
+    assert calls == [{"verbose": True, "torch_threads": 2}, {"verbose": True}]
