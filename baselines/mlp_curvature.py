@@ -41,6 +41,10 @@ class MLPTape:
     ``obs`` ``(G, K, obs_dim)``, kept for products with its Jacobian (:meth:`jvp`,
     :meth:`vjp`). :attr:`z` is the trunk's output, :attr:`extra` the head's parameters."""
 
+    # set by InnerLossCurvature, read by the backward R-pass of :meth:`vjp`
+    deltas: list[Tensor]  # the loss's errors at each layer's output
+    gh_dd: list[Tensor | None]  # dL/dh_{i-1} * act''(a_{i-1})
+
     def __init__(self, policy: MLPPolicy, params: Params, obs: Tensor, second_order: bool = True) -> None:
         self.policy = policy
         self.params = params
@@ -71,6 +75,17 @@ class MLPTape:
                 self.dact.append(d)
         self.z = a
 
+    def _head(self) -> Dist:
+        """The head's distribution with :attr:`z` and :attr:`extra` made autograd leaves:
+        a small graph (a few numbers per sample) for the head's derivatives."""
+        self.z.requires_grad_(True)
+        for t in self.extra.values():
+            t.requires_grad_(True)
+        return self.policy.head(self.z, self.extra)
+
+    def _head_leaves(self) -> list[Tensor]:
+        return [self.z, *self.extra.values()]
+
     def _buffer(self, name: str, like: Tensor) -> Tensor:
         buf = self._buffers.get(name)
         if buf is None or buf.shape != like.shape:
@@ -95,13 +110,13 @@ class MLPTape:
                     act.append(torch.mul(self.dact[i], ra, out=self._buffer(f"rh{i}", ra)))
         return ra, pre, act
 
-    def vjp(self, cot_z: Tensor, r_op: tuple[InnerLossCurvature, Params, list[Tensor], list[Tensor]] | None = None) -> Params:
+    def vjp(self, cot_z: Tensor, r_op: tuple[Params, list[Tensor], list[Tensor]] | None = None) -> Params:
         """Back-propagate ``cot_z``, a cotangent of :attr:`z`, to the trunk's parameters.
 
-        With ``r_op = (loss, v, pre, act)`` this is instead the backward R-pass of
-        ``loss``'s Hessian product along ``v`` (``pre`` and ``act`` from :meth:`jvp`, and
-        ``cot_z`` the head's second-order term): the terms in the loss's errors
-        ``loss.deltas`` and in ``act''`` join the plain back-propagation.
+        With ``r_op = (v, pre, act)`` this is instead the backward R-pass of the loss's
+        Hessian product along ``v`` (``pre`` and ``act`` from :meth:`jvp`, ``cot_z`` the
+        head's second-order term): the terms in the loss's errors :attr:`deltas` and in
+        ``act''`` (:attr:`gh_dd`) join the plain back-propagation.
         """
         n = self.num_layers
         out: Params = {}
@@ -110,19 +125,19 @@ class MLPTape:
             for i in reversed(range(n)):
                 gw = _outer(delta, self.inputs[i])
                 if r_op is not None and i > 0:
-                    gw = gw + _outer(r_op[0].deltas[i], r_op[3][i - 1])
+                    gw = gw + _outer(self.deltas[i], r_op[2][i - 1])
                 out[f"w{i}"] = gw
                 out[f"b{i}"] = delta.sum(-2)
                 if i == 0:
                     break
                 gh = torch.bmm(delta, self.weights[i], out=self._buffer(f"gh{i}", self.dact[i - 1]))
                 if r_op is not None:
-                    gh.baddbmm_(r_op[0].deltas[i], r_op[1][f"w{i}"])
+                    gh.baddbmm_(self.deltas[i], r_op[0][f"w{i}"])
                 delta = torch.mul(gh, self.dact[i - 1], out=self._buffer(f"delta{i}", gh))
                 if r_op is not None:
-                    gh_dd = r_op[0].gh_dd[i]
+                    gh_dd = self.gh_dd[i]
                     if gh_dd is not None:
-                        delta.addcmul_(gh_dd, r_op[2][i - 1])
+                        delta.addcmul_(gh_dd, r_op[1][i - 1])
         return out
 
 
@@ -139,18 +154,14 @@ class InnerLossCurvature(MLPTape):
         self.second_order = second_order
         n = self.num_layers
         # the head's loss and its first derivatives, with a graph for the second ones
-        self._z = self.z.requires_grad_(True)
-        self._extra = [self.extra[k].requires_grad_(True) for k in self.extra_names]
-        dist = policy.head(self._z, dict(zip(self.extra_names, self._extra)))
+        dist = self._head()
         loss = -(policy.log_prob(dist, batch.actions) * batch.advantages * batch.weights).sum()
-        self._first = torch.autograd.grad(
-            loss, [self._z, *self._extra], create_graph=second_order, materialize_grads=True
-        )
+        self._first = torch.autograd.grad(loss, self._head_leaves(), create_graph=second_order, materialize_grads=True)
         with torch.no_grad():
             # backward pass, keeping the errors at each layer's output
             delta = self._first[0].detach()
-            self.deltas: list[Tensor] = [delta] * n
-            self.gh_dd: list[Tensor | None] = [None] * n  # dL/dh_{i-1} * act''(a_{i-1})
+            self.deltas = [delta] * n
+            self.gh_dd = [None] * n
             grad: Params = {}
             for i in reversed(range(n)):
                 self.deltas[i] = delta
@@ -173,8 +184,8 @@ class InnerLossCurvature(MLPTape):
         # the head's Hessian times (R(z), v_extra): differentiate <first derivatives, direction>
         directions = [rz, *(v[k] for k in self.extra_names)]
         dot = sum((g * d).sum() for g, d in zip(self._first, directions))
-        second = torch.autograd.grad(dot, [self._z, *self._extra], retain_graph=True, materialize_grads=True)
-        hv = self.vjp(second[0], (self, v, pre, act))
+        second = torch.autograd.grad(dot, self._head_leaves(), retain_graph=True, materialize_grads=True)
+        hv = self.vjp(second[0], (v, pre, act))
         hv.update(zip(self.extra_names, second[1:]))
         return hv
 
@@ -187,9 +198,7 @@ class FisherProduct(MLPTape):
 
     def __init__(self, policy: MLPPolicy, params: Params, obs: Tensor, weights: Tensor) -> None:
         super().__init__(policy, params, obs)
-        self._z = self.z.requires_grad_(True)
-        self._extra = [self.extra[k].requires_grad_(True) for k in self.extra_names]
-        self.dist: Dist = policy.head(self._z, dict(zip(self.extra_names, self._extra)))
+        self.dist = self._head()
         self._at = policy.detach(self.dist)
         self._scale = weights.unsqueeze(-1)
 
@@ -200,7 +209,7 @@ class FisherProduct(MLPTape):
             extra = {k: fwAD.make_dual(self.extra[k].detach(), u[k]) for k in self.extra_names}
             tangent = tuple(fwAD.unpack_dual(d).tangent for d in self.policy.head(z, extra))
         cotangent = tuple(c * self._scale for c in self.policy.fisher_cotangent(self._at, tangent))
-        pulled = torch.autograd.grad(self.dist, [self._z, *self._extra], grad_outputs=cotangent,
+        pulled = torch.autograd.grad(self.dist, self._head_leaves(), grad_outputs=cotangent,
                                      retain_graph=True, materialize_grads=True)
         out = self.vjp(pulled[0])
         out.update(zip(self.extra_names, pulled[1:]))

@@ -47,21 +47,14 @@ class _Tanh(torch.autograd.Function):
     slower than ``sigmoid`` and plain multiplies, and the MAML learners differentiate the
     network to second order (pytorch-maml-rl's Hessian-vector product, in the same-run
     reference of ``metarl-bench perf maml``, to third). The backward ``g * (1 - y^2)`` uses
-    the saved output, so higher derivatives flow through this same function; ``jvp`` is
-    the same rule in forward mode.
+    the saved output, so higher derivatives flow through this same function.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
         y = torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
         ctx.save_for_backward(y)
-        ctx.save_for_forward(y)
         return y
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return tangent * (1.0 - y * y)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
