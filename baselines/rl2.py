@@ -86,6 +86,8 @@ class RL2Config(AgentConfig):
     """Longest trial (in steps) trained without chunking; longer ones need ``bptt_chunk``."""
     value_hidden_size: int = 0
     """0: the value head shares the policy's GRU; > 0: a separate value GRU of this size (the RL² paper's RNN baseline)."""
+    embed_size: int = 0
+    """0: the GRU reads the raw inputs; > 0: a ReLU layer of this size embeds them first (as VariBAD's encoder does)."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian head (continuous actions, in [-1, 1] units)."""
     deterministic_eval: bool = False
@@ -118,7 +120,7 @@ class RL2Config(AgentConfig):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"agent 'rl2': config field {name!r} must be in [0, 1], got {value!r}")
-        for name in ("trial_episodes", "value_hidden_size", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef"):
+        for name in ("trial_episodes", "value_hidden_size", "embed_size", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"agent 'rl2': config field {name!r} must be >= 0, got {getattr(self, name)!r}")
         if self.num_minibatches > self.num_trials:
@@ -202,22 +204,29 @@ class RL2Net(nn.Module):
     """GRU trunk with a policy head (categorical or diagonal Gaussian) and a value head, which
     reads the same GRU or, with ``value_hidden > 0``, a GRU of its own."""
 
-    def __init__(self, spec: _Spec, hidden: int, init_log_std: float, value_hidden: int = 0) -> None:
+    def __init__(
+        self, spec: _Spec, hidden: int, init_log_std: float, value_hidden: int = 0, embed: int = 0
+    ) -> None:
         super().__init__()
         self.spec = spec
+        self.embed = nn.Sequential(_layer(nn.Linear(spec.in_dim, embed), math.sqrt(2)), nn.ReLU()) if embed else None
+        gru_in = embed or spec.in_dim
         # A GRUCell stepped in Python: on 1-2 CPU threads it beats nn.GRU's fused kernel
         # for these batch and hidden sizes, and rollouts and training share one code path.
-        self.gru = _gru(spec.in_dim, hidden)
-        self.vgru = _gru(spec.in_dim, value_hidden) if value_hidden else None
+        self.gru = _gru(gru_in, hidden)
+        self.vgru = _gru(gru_in, value_hidden) if value_hidden else None
         self.state_size = hidden + value_hidden  # the rollout state: policy GRU's, then the value GRU's
         self.pi = _layer(nn.Linear(hidden, spec.act_dim), 0.01)
         self.v = _layer(nn.Linear(value_hidden or hidden, 1), 1.0)
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(init_log_std)))
 
+    def _embedded(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.embed is None else self.embed(x)
+
     def policy(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (T, N, in_dim), ``h0`` (N, H) -> the policy GRU's states (T, N, H) and policy outputs."""
-        hs = _unroll(self.gru, x, h0)
+        hs = _unroll(self.gru, self._embedded(x), h0)
         return hs, self.pi(hs)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -227,7 +236,7 @@ class RL2Net(nn.Module):
         hs, out = self.policy(x, h0[:, :hidden])
         if self.vgru is None:
             return hs, out, self.v(hs).squeeze(-1)
-        hv = _unroll(self.vgru, x, h0[:, hidden:])
+        hv = _unroll(self.vgru, self._embedded(x), h0[:, hidden:])
         return torch.cat([hs, hv], dim=-1), out, self.v(hv).squeeze(-1)
 
     def log_prob_entropy(self, out: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +298,7 @@ def _threads(n: int) -> Iterator[None]:
 def _build_net(spec: _Spec, cfg: RL2Config, seed: int) -> RL2Net:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size)
+        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size, cfg.embed_size)
 
 
 # --- rollouts --------------------------------------------------------------------------------

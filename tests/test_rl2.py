@@ -38,7 +38,7 @@ def _bench(k: int = 2, n: int = 10, n_test: int = 8, runs: int = 2, **kw):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("hidden_size", 0), ("gae_lambda", 1.5), ("gamma", 0.0), ("num_minibatches", 5000), ("ent_coef", -0.1)],
+    [("hidden_size", 0), ("gae_lambda", 1.5), ("gamma", 0.0), ("num_minibatches", 5000), ("ent_coef", -0.1), ("embed_size", -1)],
 )
 def test_invalid_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -253,14 +253,16 @@ def test_navigation_rollout_packs_early_terminations():
     assert torch.allclose(values[batch.valid], batch.values[batch.valid], atol=1e-4)
 
 
-def test_bptt_chunks_start_from_the_rollout_states():
+@pytest.mark.parametrize("embed", [0, 6])
+def test_bptt_chunks_start_from_the_rollout_states(embed):
     """Chunked sequences, each run from its stored start state, reproduce the whole-trial pass
-    (a separate value GRU's state travels with the policy's)."""
+    (a separate value GRU's state travels with the policy's; with or without an input embedding)."""
     fam = metarl_bench.family("MetaRL/Navigation2D-v0")
     tasks = fam.sample_tasks(3, np.random.default_rng(1))
     venv = fam.make_vector_env(tasks)
     spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
-    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8, value_hidden_size=4), seed=0)
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8, value_hidden_size=4, embed_size=embed), seed=0)
+    assert (net.embed is None) == (embed == 0)
     batch = rl2._collect(net, venv, tasks, 2, 100, torch.Generator().manual_seed(0), 0)
     adv, ret = torch.randn(batch.valid.shape), torch.randn(batch.valid.shape)
     seqs = rl2._chunks(batch, net, adv, ret, chunk=30)  # 200 steps -> 7 chunks, the last padded
