@@ -743,11 +743,14 @@ def cg_floor_seconds(cfg: MAMLTRPOConfig, samples_per_task: int, repeats: int = 
     1. One CG iteration needs ``2 * num_steps`` inner products (the adaptation Jacobian J
     and its transpose around the Fisher, J^T F J v) and one Fisher product. Each product
     is timed on the meta-batch's shapes (best of ``repeats``, the current torch threads).
+    Also returned: the rate those products run at and, for comparison, the rate of one
+    large square matrix product (1024 x 1024), near the CPU's practical peak.
     """
     tasks, widths = cfg.meta_batch_size, [int(h) for h in cfg.hidden_sizes]
     layers = list(zip(widths[:-1], widths[1:]))
     if not layers:  # one hidden layer: no hidden-to-hidden product, so no meaningful bound
         return {"cg_floor_seconds": 0.0, "cg_floor_per_iteration_seconds": 0.0}
+    products = 2 * cfg.num_steps * 6 + 4  # per hidden-to-hidden layer and CG iteration
 
     def best(x: torch.Tensor, y: torch.Tensor) -> float:
         torch.bmm(x, y)
@@ -758,13 +761,20 @@ def cg_floor_seconds(cfg: MAMLTRPOConfig, samples_per_task: int, repeats: int = 
             times.append(time.perf_counter() - t0)
         return min(times)
 
-    per_iteration = 0.0
+    per_iteration = flops = 0.0
     for h_in, h_out in layers:
         a, w = torch.randn(tasks, samples_per_task, h_in), torch.randn(tasks, h_in, h_out)
         g = torch.randn(tasks, samples_per_task, h_out)
         act, wgrad = best(a, w), best(a.transpose(1, 2), g)
         per_iteration += 2 * cfg.num_steps * (4 * act + 2 * wgrad) + (3 * act + wgrad)
-    return {"cg_floor_seconds": cfg.cg_iters * per_iteration, "cg_floor_per_iteration_seconds": per_iteration}
+        flops += products * 2.0 * tasks * samples_per_task * h_in * h_out
+    square = torch.randn(1, 1024, 1024)
+    return {
+        "cg_floor_seconds": cfg.cg_iters * per_iteration,
+        "cg_floor_per_iteration_seconds": per_iteration,
+        "cg_floor_gflop_per_second": flops / per_iteration / 1e9,
+        "square_matmul_gflop_per_second": 2.0 * 1024**3 / best(square, square) / 1e9,
+    }
 
 
 def maml_bench(
@@ -854,5 +864,10 @@ def format_maml_bench(out: dict[str, Any]) -> str:
             f"({out['cg_floor_per_iteration_seconds'] * 1e3:.0f} ms per iteration: the direction-dependent "
             "hidden-layer matrix products alone, see cg_floor_seconds)"
         )
+        if "cg_floor_gflop_per_second" in out:
+            lines.append(
+                f"those products run at {out['cg_floor_gflop_per_second']:.0f} GFLOP/s; a 1024x1024 matrix product "
+                f"at {out['square_matmul_gflop_per_second']:.0f} GFLOP/s"
+            )
     lines.append("pytorch-maml-rl itself: 5-9 s per meta-batch on this machine class (issue 5); target <= 0.5 s")
     return "\n".join(lines)

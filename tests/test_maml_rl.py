@@ -508,6 +508,10 @@ def test_cg_floor_counts_the_direction_dependent_products():
     floor = cg_floor_seconds(cfg, samples_per_task=50, repeats=2)
     assert floor["cg_floor_per_iteration_seconds"] > 0.0
     assert floor["cg_floor_seconds"] == pytest.approx(10 * floor["cg_floor_per_iteration_seconds"])
+    # the rate is that of 16 products a CG iteration (one inner step: 2 x 6 + 4), 2 tasks x 50 samples, 16 x 16
+    flops = floor["cg_floor_gflop_per_second"] * 1e9 * floor["cg_floor_per_iteration_seconds"]
+    assert flops == pytest.approx(16 * 2 * 2 * 50 * 16 * 16)
+    assert floor["square_matmul_gflop_per_second"] > 0.0
     # one hidden layer has no hidden-to-hidden product to bound the time with
     assert cg_floor_seconds(MAMLTRPOConfig(hidden_sizes=(16,)), samples_per_task=50)["cg_floor_seconds"] == 0.0
 
