@@ -5,7 +5,8 @@ step, the observation, the previous action (one-hot for discrete actions, the cl
 action rescaled to [-1, 1] for boxes), the previous reward and the previous step's done
 flag, optionally embedded first by a ReLU layer (``embed_size``). The hidden state
 persists across every episode of a *trial* (the benchmark's experience budget of
-episodes on one task) and is reset only when a new trial, i.e. a new task, begins. The outer loop is PPO (Schulman et al. 2017) on whole trials:
+episodes on one task) and is reset only when a new trial, i.e. a new task, begins. The
+outer loop is PPO (Schulman et al. 2017) on whole trials:
 
     r_t(θ) = π_θ(a_t | h_t) / π_θ_old(a_t | h_t)
     L^CLIP = E[min(r_t A_t, clip(r_t, 1 - ε, 1 + ε) A_t)]
