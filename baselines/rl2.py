@@ -225,19 +225,23 @@ class RL2Net(nn.Module):
     def _embedded(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.embed is None else self.embed(x)
 
+    def _policy(self, e: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hs = _unroll(self.gru, e, h0)
+        return hs, self.pi(hs)
+
     def policy(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (T, N, in_dim), ``h0`` (N, H) -> the policy GRU's states (T, N, H) and policy outputs."""
-        hs = _unroll(self.gru, self._embedded(x), h0)
-        return hs, self.pi(hs)
+        return self._policy(self._embedded(x), h0)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (T, N, in_dim), ``h0`` (N, state_size) -> rollout states (T, N, state_size), policy
         outputs and values (T, N)."""
         hidden = self.gru.hidden_size
-        hs, out = self.policy(x, h0[:, :hidden])
+        e = self._embedded(x)  # once, for both GRUs
+        hs, out = self._policy(e, h0[:, :hidden])
         if self.vgru is None:
             return hs, out, self.v(hs).squeeze(-1)
-        hv = _unroll(self.vgru, self._embedded(x), h0[:, hidden:])
+        hv = _unroll(self.vgru, e, h0[:, hidden:])
         return torch.cat([hs, hv], dim=-1), out, self.v(hv).squeeze(-1)
 
     def log_prob_entropy(self, out: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
