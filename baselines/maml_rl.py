@@ -750,7 +750,8 @@ def cg_floor_seconds(cfg: MAMLTRPOConfig, samples_per_task: int, repeats: int = 
     layers = list(zip(widths[:-1], widths[1:]))
     if not layers:  # one hidden layer: no hidden-to-hidden product, so no meaningful bound
         return {"cg_floor_seconds": 0.0, "cg_floor_per_iteration_seconds": 0.0}
-    products = 2 * cfg.num_steps * 6 + 4  # per hidden-to-hidden layer and CG iteration
+    # (activation, weight-gradient) products per hidden-to-hidden layer
+    inner, fisher, n_inner = (4, 2), (3, 1), 2 * cfg.num_steps
 
     def best(x: torch.Tensor, y: torch.Tensor) -> float:
         torch.bmm(x, y)
@@ -766,8 +767,8 @@ def cg_floor_seconds(cfg: MAMLTRPOConfig, samples_per_task: int, repeats: int = 
         a, w = torch.randn(tasks, samples_per_task, h_in), torch.randn(tasks, h_in, h_out)
         g = torch.randn(tasks, samples_per_task, h_out)
         act, wgrad = best(a, w), best(a.transpose(1, 2), g)
-        per_iteration += 2 * cfg.num_steps * (4 * act + 2 * wgrad) + (3 * act + wgrad)
-        flops += products * 2.0 * tasks * samples_per_task * h_in * h_out
+        per_iteration += n_inner * (inner[0] * act + inner[1] * wgrad) + fisher[0] * act + fisher[1] * wgrad
+        flops += (n_inner * sum(inner) + sum(fisher)) * 2.0 * tasks * samples_per_task * h_in * h_out
     square = torch.randn(1, 1024, 1024)
     return {
         "cg_floor_seconds": cfg.cg_iters * per_iteration,
