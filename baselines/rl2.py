@@ -15,7 +15,9 @@ outer loop is PPO (Schulman et al. 2017) on whole trials:
 with A_t from GAE over the trial (episode ends inside a trial are *not* value
 boundaries: the objective is the trial's total return, so exploration pays), thousands
 of trials stepped in parallel by one batched vector env, and backpropagation through
-time over whole trials (or over chunks of ``bptt_chunk`` steps for long ones).
+time over whole trials (or over chunks of ``bptt_chunk`` steps for long ones). With
+``critic_time`` the value head also reads how much of the trial has passed; only the
+value baseline sees it, so acting at test time is unchanged.
 
 Evaluation fits the harness as in the paper: one stage is one episode, ``adapt()`` is a
 no-op, and the hidden state carries the experience, so the online score of the bandit
@@ -89,6 +91,11 @@ class RL2Config(AgentConfig):
     """0: the value head shares the policy's GRU; > 0: a separate value GRU of this size (the RL² paper's RNN baseline)."""
     embed_size: int = 0
     """0: the GRU reads the raw inputs; > 0: a ReLU layer of this size embeds them first (as VariBAD's encoder does)."""
+    critic_time: bool = False
+    """The value head also reads the step's position in the trial (steps taken / trial length), as
+    time-aware values of finite horizons do (Pardo et al. 2018); the policy never sees it."""
+    critic_hidden: int = 256
+    """Hidden units of the value MLP over (GRU state, time) when ``critic_time`` is on."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian head (continuous actions, in [-1, 1] units)."""
     deterministic_eval: bool = False
@@ -104,6 +111,7 @@ class RL2Config(AgentConfig):
         positive(
             "rl2",
             hidden_size=self.hidden_size,
+            critic_hidden=self.critic_hidden,
             num_trials=self.num_trials,
             train_env_steps=self.train_env_steps,
             learning_rate=self.learning_rate,
@@ -206,7 +214,13 @@ class RL2Net(nn.Module):
     reads the same GRU or, with ``value_hidden > 0``, a GRU of its own."""
 
     def __init__(
-        self, spec: _Spec, hidden: int, init_log_std: float, value_hidden: int = 0, embed: int = 0
+        self,
+        spec: _Spec,
+        hidden: int,
+        init_log_std: float,
+        value_hidden: int = 0,
+        embed: int = 0,
+        time_critic: int = 0,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -218,7 +232,13 @@ class RL2Net(nn.Module):
         self.vgru = _gru(gru_in, value_hidden) if value_hidden else None
         self.state_size = hidden + value_hidden  # the rollout state: policy GRU's, then the value GRU's
         self.pi = _layer(nn.Linear(hidden, spec.act_dim), 0.01)
-        self.v = _layer(nn.Linear(value_hidden or hidden, 1), 1.0)
+        v_in = value_hidden or hidden
+        self.timed = time_critic > 0  # the value head reads (GRU state, time in trial) through an MLP
+        self.v: nn.Module = (
+            nn.Sequential(_layer(nn.Linear(v_in + 1, time_critic), math.sqrt(2)), nn.Tanh(), _layer(nn.Linear(time_critic, 1), 1.0))
+            if self.timed
+            else _layer(nn.Linear(v_in, 1), 1.0)
+        )
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(init_log_std)))
 
@@ -233,16 +253,26 @@ class RL2Net(nn.Module):
         """``x`` (T, N, in_dim), ``h0`` (N, H) -> the policy GRU's states (T, N, H) and policy outputs."""
         return self._policy(self._embedded(x), h0)
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _value(self, hv: torch.Tensor, time: torch.Tensor | None) -> torch.Tensor:
+        if self.timed:
+            if time is None:
+                raise ValueError("this RL2Net's value head reads the time in the trial: pass time (T, N)")
+            hv = torch.cat([hv, time.unsqueeze(-1)], dim=-1)
+        return self.v(hv).squeeze(-1)
+
+    def forward(
+        self, x: torch.Tensor, h0: torch.Tensor, time: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (T, N, in_dim), ``h0`` (N, state_size) -> rollout states (T, N, state_size), policy
-        outputs and values (T, N)."""
+        outputs and values (T, N). ``time`` (T, N), the fraction of the trial taken before each
+        step, is read by a time-aware value head only."""
         hidden = self.gru.hidden_size
         e = self._embedded(x)  # once, for both GRUs
         hs, out = self._policy(e, h0[:, :hidden])
         if self.vgru is None:
-            return hs, out, self.v(hs).squeeze(-1)
+            return hs, out, self._value(hs, time)
         hv = _unroll(self.vgru, e, h0[:, hidden:])
-        return torch.cat([hs, hv], dim=-1), out, self.v(hv).squeeze(-1)
+        return torch.cat([hs, hv], dim=-1), out, self._value(hv, time)
 
     def log_prob_entropy(self, out: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spec.discrete:
@@ -303,7 +333,8 @@ def _threads(n: int) -> Iterator[None]:
 def _build_net(spec: _Spec, cfg: RL2Config, seed: int) -> RL2Net:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size, cfg.embed_size)
+        time_critic = cfg.critic_hidden if cfg.critic_time else 0
+        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size, cfg.embed_size, time_critic)
 
 
 # --- rollouts --------------------------------------------------------------------------------
@@ -339,6 +370,7 @@ class _Batch:
     values: torch.Tensor  # (T, N)
     rewards: torch.Tensor  # (T, N)
     valid: torch.Tensor  # (T, N) bool; padding only after a trial's last step
+    time: torch.Tensor  # (T, N) fraction of the trial taken before each step
     trial_return: float  # mean total reward of a trial
 
 
@@ -357,13 +389,15 @@ def _collect(
     h = torch.zeros(n, net.state_size)
     inputs = _Inputs(spec, n)
     xs, acts, logps, vals, rews, masks = [], [], [], [], [], []
+    taken = torch.zeros(n)  # steps taken in each trial so far
+    trial_steps = float(episodes * horizon)
     with torch.no_grad():
         for e in range(episodes):
             obs, _ = venv.reset(seed=reset_seed if e == 0 else None)
             active = np.ones(n, dtype=bool)
             for _ in range(horizon):
                 x = inputs.build(obs)
-                hs, out, v = net(x.unsqueeze(0), h)
+                hs, out, v = net(x.unsqueeze(0), h, (taken / trial_steps).unsqueeze(0))
                 a = net.sample(out[0], gen)
                 obs, reward, terminated, truncated, _ = venv.step(spec.to_env(a))
                 logp, _ = net.log_prob_entropy(out[0], a)
@@ -375,6 +409,7 @@ def _collect(
                 rews.append(torch.as_tensor(np.where(active, reward, 0.0), dtype=torch.float32))
                 masks.append(active.copy())
                 h = torch.where(m.unsqueeze(1), hs[0], h)
+                taken += m.float()
                 done = terminated | truncated
                 inputs.update(a, reward, done, m)
                 active = active & ~done
@@ -384,7 +419,9 @@ def _collect(
                 raise RuntimeError(f"an episode ran past the family's horizon {horizon}; the env never ended it")
     mask = np.stack(masks)
     valid, (x, a, lp, v, r) = _pack(mask, *(torch.stack(t) for t in (xs, acts, logps, vals, rews)))
-    return _Batch(x, a, lp, v, r, valid, float(r.sum(0).mean()))
+    # packing leaves each trial's k-th step at row k, so the time before it is k / trial_steps
+    time = (torch.arange(len(valid), dtype=torch.float32) / trial_steps).unsqueeze(1).expand(valid.shape)
+    return _Batch(x, a, lp, v, r, valid, time, float(r.sum(0).mean()))
 
 
 def _trial_ends(valid: torch.Tensor) -> torch.Tensor:
@@ -440,17 +477,17 @@ def _chunks(batch: _Batch, net: RL2Net, adv: torch.Tensor, ret: torch.Tensor, ch
     h0 = torch.zeros(n, net.state_size)
     seqs = {
         "x": batch.x, "a": batch.actions, "logp": batch.logp, "adv": adv, "ret": ret,
-        "valid": batch.valid.float(), "h0": h0,
+        "valid": batch.valid.float(), "time": batch.time, "h0": h0,
     }
     if chunk <= 0 or chunk >= t:
         return seqs
     with torch.no_grad():  # hidden states at chunk starts, from the rollout's parameters
-        hs, _, _ = net(batch.x, h0)
+        hs, _, _ = net(batch.x, h0, batch.time)
     pad = (-t) % chunk
     n_chunks = (t + pad) // chunk
     starts = torch.cat([h0.unsqueeze(0), hs[chunk - 1 : t - 1 : chunk]])  # (n_chunks, N, H)
     out = {"h0": starts.reshape(n_chunks * n, -1)}
-    for key in ("x", "a", "logp", "adv", "ret", "valid"):
+    for key in ("x", "a", "logp", "adv", "ret", "valid", "time"):
         v = seqs[key]
         if pad:
             v = torch.cat([v, v.new_zeros((pad, *v.shape[1:]))])
@@ -609,7 +646,7 @@ class RL2Agent(Agent):
                 w = seqs["valid"][:, idx]
                 if w.sum() == 0:
                     continue
-                _, out, values = net(seqs["x"][:, idx], seqs["h0"][idx])
+                _, out, values = net(seqs["x"][:, idx], seqs["h0"][idx], seqs["time"][:, idx])
                 logp, ent = net.log_prob_entropy(out, seqs["a"][:, idx])
                 adv = seqs["adv"][:, idx]
                 if cfg.norm_adv:

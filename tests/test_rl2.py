@@ -38,7 +38,7 @@ def _bench(k: int = 2, n: int = 10, n_test: int = 8, runs: int = 2, **kw):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("hidden_size", 0), ("gae_lambda", 1.5), ("gamma", 0.0), ("num_minibatches", 5000), ("ent_coef", -0.1), ("embed_size", -1)],
+    [("hidden_size", 0), ("gae_lambda", 1.5), ("gamma", 0.0), ("num_minibatches", 5000), ("ent_coef", -0.1), ("embed_size", -1), ("critic_hidden", 0)],
 )
 def test_invalid_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -245,6 +245,8 @@ def test_navigation_rollout_packs_early_terminations():
     batch = rl2._collect(net, venv, tasks, 2, 100, torch.Generator().manual_seed(0), 0)
     assert batch.actions.shape[-1] == 2
     assert batch.valid.sum(0).tolist() == [200, 2, 200]  # trial 1: two one-step episodes, then padding
+    # the time a time-aware critic reads is the fraction of each trial's steps taken before the step
+    assert torch.allclose(batch.time[:2, 1], torch.tensor([0.0, 1 / 200])) and batch.time[199, 0] == 199 / 200
     with torch.no_grad():
         _, out, values = net(batch.x, torch.zeros(3, 12))
         logp, _ = net.log_prob_entropy(out, batch.actions)
@@ -253,28 +255,49 @@ def test_navigation_rollout_packs_early_terminations():
     assert torch.allclose(values[batch.valid], batch.values[batch.valid], atol=1e-4)
 
 
-@pytest.mark.parametrize("embed", [0, 6])
-def test_bptt_chunks_start_from_the_rollout_states(embed):
+@pytest.mark.parametrize("embed, timed", [(0, False), (6, False), (0, True)])
+def test_bptt_chunks_start_from_the_rollout_states(embed, timed):
     """Chunked sequences, each run from its stored start state, reproduce the whole-trial pass
-    (a separate value GRU's state travels with the policy's; with or without an input embedding)."""
+    (a separate value GRU's state travels with the policy's; with or without an input embedding;
+    a time-aware critic's time travels with its chunk)."""
     fam = metarl_bench.family("MetaRL/Navigation2D-v0")
     tasks = fam.sample_tasks(3, np.random.default_rng(1))
     venv = fam.make_vector_env(tasks)
     spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
-    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=8, value_hidden_size=4, embed_size=embed), seed=0)
-    assert (net.embed is None) == (embed == 0)
+    cfg = rl2.RL2Config(hidden_size=8, value_hidden_size=4, embed_size=embed, critic_time=timed, critic_hidden=5)
+    net = rl2._build_net(spec, cfg, seed=0)
+    assert (net.embed is None) == (embed == 0) and net.timed == timed
     batch = rl2._collect(net, venv, tasks, 2, 100, torch.Generator().manual_seed(0), 0)
     adv, ret = torch.randn(batch.valid.shape), torch.randn(batch.valid.shape)
     seqs = rl2._chunks(batch, net, adv, ret, chunk=30)  # 200 steps -> 7 chunks, the last padded
     assert seqs["x"].shape[:2] == (30, 7 * 3) and seqs["h0"].shape == (21, 12)
     with torch.no_grad():
-        _, out, values = net(seqs["x"], seqs["h0"])
+        _, out, values = net(seqs["x"], seqs["h0"], seqs["time"])
         logp, _ = net.log_prob_entropy(out, seqs["a"])
     valid = seqs["valid"].bool()
     assert int(valid.sum()) == 600
     assert torch.allclose(logp[valid], seqs["logp"][valid], atol=1e-4)
     # chunk-major layout: chunk c of trial j is column c * 3 + j; its values are the rollout's
     assert torch.allclose(values[:, 1 * 3 + 2], batch.values[30:60, 2], atol=1e-4)
+    assert torch.allclose(seqs["time"][:, 1 * 3 + 2], torch.arange(30, 60) / 200)
+
+
+def test_time_aware_critic_changes_the_values_but_never_the_policy():
+    """``critic_time`` feeds the trial's elapsed fraction to the value head only: the policy's
+    outputs (all that acts at test time) do not depend on it; the values do, and need it."""
+    bench = metarl_bench.benchmark(SMOKE)
+    venv = bench.family.make_vector_env(bench.train_tasks[:4])
+    spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
+    net = rl2._build_net(spec, rl2.RL2Config(hidden_size=16, critic_time=True, critic_hidden=8), seed=0)
+    batch = rl2._collect(net, venv, bench.train_tasks[:4], 10, 1, torch.Generator().manual_seed(0), 0)
+    h0 = torch.zeros(4, 16)
+    with torch.no_grad():
+        _, out, values = net(batch.x, h0, batch.time)
+        _, out_late, values_late = net(batch.x, h0, batch.time + 0.5)
+    assert torch.allclose(values, batch.values, atol=1e-5)  # the rollout's values used the same time
+    assert torch.equal(out, out_late) and not torch.allclose(values, values_late, atol=1e-3)
+    with pytest.raises(ValueError, match="time"):
+        net(batch.x, h0)
 
 
 # --- determinism and harness fit ------------------------------------------------------------------------
