@@ -388,7 +388,7 @@ def _collect(
     venv.set_tasks(tasks)
     h = torch.zeros(n, net.state_size)
     inputs = _Inputs(spec, n)
-    xs, acts, logps, vals, rews, masks = [], [], [], [], [], []
+    xs, acts, logps, vals, rews, times, masks = [], [], [], [], [], [], []
     taken = torch.zeros(n)  # steps taken in each trial so far
     trial_steps = float(episodes * horizon)
     with torch.no_grad():
@@ -397,7 +397,8 @@ def _collect(
             active = np.ones(n, dtype=bool)
             for _ in range(horizon):
                 x = inputs.build(obs)
-                hs, out, v = net(x.unsqueeze(0), h, (taken / trial_steps).unsqueeze(0))
+                t_frac = taken / trial_steps
+                hs, out, v = net(x.unsqueeze(0), h, t_frac.unsqueeze(0))
                 a = net.sample(out[0], gen)
                 obs, reward, terminated, truncated, _ = venv.step(spec.to_env(a))
                 logp, _ = net.log_prob_entropy(out[0], a)
@@ -406,6 +407,7 @@ def _collect(
                 acts.append(a)
                 logps.append(logp)
                 vals.append(v[0])
+                times.append(t_frac)
                 rews.append(torch.as_tensor(np.where(active, reward, 0.0), dtype=torch.float32))
                 masks.append(active.copy())
                 h = torch.where(m.unsqueeze(1), hs[0], h)
@@ -418,10 +420,8 @@ def _collect(
             if active.any():
                 raise RuntimeError(f"an episode ran past the family's horizon {horizon}; the env never ended it")
     mask = np.stack(masks)
-    valid, (x, a, lp, v, r) = _pack(mask, *(torch.stack(t) for t in (xs, acts, logps, vals, rews)))
-    # packing leaves each trial's k-th step at row k, so the time before it is k / trial_steps
-    time = (torch.arange(len(valid), dtype=torch.float32) / trial_steps).unsqueeze(1).expand(valid.shape)
-    return _Batch(x, a, lp, v, r, valid, time, float(r.sum(0).mean()))
+    valid, (x, a, lp, v, r, tm) = _pack(mask, *(torch.stack(t) for t in (xs, acts, logps, vals, rews, times)))
+    return _Batch(x, a, lp, v, r, valid, tm, float(r.sum(0).mean()))
 
 
 def _trial_ends(valid: torch.Tensor) -> torch.Tensor:
