@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import tempfile
 import time
@@ -96,6 +97,11 @@ class RL2Config(AgentConfig):
     time-aware values of finite horizons do (Pardo et al. 2018); the policy never sees it."""
     critic_hidden: int = 256
     """Hidden units of the value MLP over (GRU state, time) when ``critic_time`` is on."""
+    task_aux_coef: float = 0.0
+    """Weight of a task-inference loss in meta-training: a linear head on the policy GRU's state
+    predicts the trial's task parameters (``Task.features()``, standardised over the train tasks)
+    by squared error, whose minimiser is their posterior mean given the trial so far (belief
+    supervision, Humplik et al. 2019). The head is unused at test time; 0 = off."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian head (continuous actions, in [-1, 1] units)."""
     deterministic_eval: bool = False
@@ -129,7 +135,10 @@ class RL2Config(AgentConfig):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"agent 'rl2': config field {name!r} must be in [0, 1], got {value!r}")
-        for name in ("trial_episodes", "value_hidden_size", "embed_size", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef"):
+        for name in (
+            "trial_episodes", "value_hidden_size", "embed_size", "bptt_chunk", "ent_coef", "ent_coef_final", "vf_coef",
+            "task_aux_coef",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"agent 'rl2': config field {name!r} must be >= 0, got {getattr(self, name)!r}")
         if self.num_minibatches > self.num_trials:
@@ -221,6 +230,7 @@ class RL2Net(nn.Module):
         value_hidden: int = 0,
         embed: int = 0,
         time_critic: int = 0,
+        task_dim: int = 0,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -239,8 +249,16 @@ class RL2Net(nn.Module):
             if self.timed
             else _layer(nn.Linear(v_in, 1), 1.0)
         )
+        # Task-inference head (meta-training only): policy GRU state -> standardised task parameters.
+        self.task_head = _layer(nn.Linear(hidden, task_dim), 1.0) if task_dim else None
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(init_log_std)))
+
+    def task_prediction(self, hs: torch.Tensor) -> torch.Tensor:
+        """Rollout states (T, N, state_size) -> predicted standardised task parameters (T, N, task_dim)."""
+        if self.task_head is None:
+            raise ValueError("this RL2Net has no task-inference head: build it with task_dim > 0 (task_aux_coef > 0)")
+        return self.task_head(hs[..., : self.gru.hidden_size])
 
     def _embedded(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.embed is None else self.embed(x)
@@ -330,11 +348,28 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _build_net(spec: _Spec, cfg: RL2Config, seed: int) -> RL2Net:
+def _build_net(spec: _Spec, cfg: RL2Config, seed: int, task_dim: int = 0) -> RL2Net:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         time_critic = cfg.critic_hidden if cfg.critic_time else 0
-        return RL2Net(spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size, cfg.embed_size, time_critic)
+        return RL2Net(
+            spec, cfg.hidden_size, cfg.init_log_std, cfg.value_hidden_size, cfg.embed_size, time_critic, task_dim
+        )
+
+
+def task_targets(tasks: Sequence[Any]) -> torch.Tensor:
+    """The task-inference head's targets (N, D): each task's ``features()``, standardised per
+    parameter over ``tasks`` (a parameter constant over them is only centred), then scaled so that
+    every field of the task weighs the same in the mean squared error (the tabular MDP's 50 mean
+    rewards as much as its 500 transition probabilities)."""
+    feats = torch.as_tensor(np.stack([np.asarray(t.features(), dtype=np.float64) for t in tasks]))
+    std = feats.std(0)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    sizes = [int(np.size(getattr(tasks[0], f.name))) for f in dataclasses.fields(tasks[0])]
+    dim = feats.shape[1]
+    assert sum(sizes) == dim, "Task.features() concatenates the task's fields"
+    scale = torch.cat([torch.full((n,), math.sqrt(dim / (n * len(sizes))), dtype=torch.float64) for n in sizes])
+    return ((feats - feats.mean(0)) / std * scale).float()
 
 
 # --- rollouts --------------------------------------------------------------------------------
@@ -471,14 +506,24 @@ def ppo_loss(
     return loss, stats
 
 
-def _chunks(batch: _Batch, net: RL2Net, adv: torch.Tensor, ret: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
-    """Sequences for BPTT: whole trials, or ``chunk``-step pieces with their start hidden states."""
+def _chunks(
+    batch: _Batch,
+    net: RL2Net,
+    adv: torch.Tensor,
+    ret: torch.Tensor,
+    chunk: int,
+    task: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Sequences for BPTT: whole trials, or ``chunk``-step pieces with their start hidden states.
+    ``task`` (N, D), each trial's task-inference target, goes with every piece of its trial."""
     t, n = batch.valid.shape
     h0 = torch.zeros(n, net.state_size)
     seqs = {
         "x": batch.x, "a": batch.actions, "logp": batch.logp, "adv": adv, "ret": ret,
         "valid": batch.valid.float(), "time": batch.time, "h0": h0,
     }
+    if task is not None:
+        seqs["task"] = task
     if chunk <= 0 or chunk >= t:
         return seqs
     with torch.no_grad():  # hidden states at chunk starts, from the rollout's parameters
@@ -487,6 +532,8 @@ def _chunks(batch: _Batch, net: RL2Net, adv: torch.Tensor, ret: torch.Tensor, ch
     n_chunks = (t + pad) // chunk
     starts = torch.cat([h0.unsqueeze(0), hs[chunk - 1 : t - 1 : chunk]])  # (n_chunks, N, H)
     out = {"h0": starts.reshape(n_chunks * n, -1)}
+    if task is not None:
+        out["task"] = task.repeat(n_chunks, 1)  # column c * N + i is a piece of trial i
     for key in ("x", "a", "logp", "adv", "ret", "valid", "time"):
         v = seqs[key]
         if pad:
@@ -562,11 +609,12 @@ class RL2Agent(Agent):
         train_tasks = list(ctx.train_tasks)
         venv = ctx.make_vector_env(train_tasks[:1] * n)
         spec = _Spec(venv.single_observation_space, venv.single_action_space)
+        targets = task_targets(train_tasks) if cfg.task_aux_coef > 0 else None
         with _threads(cfg.num_threads):
-            net = _build_net(spec, cfg, int(seeds[2]))
+            net = _build_net(spec, cfg, int(seeds[2]), 0 if targets is None else targets.shape[1])
             opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, eps=1e-5)
             self.net = net
-            self._train(ctx, net, opt, venv, train_tasks, rng, gen, episodes, horizon, num_updates)
+            self._train(ctx, net, opt, venv, train_tasks, targets, rng, gen, episodes, horizon, num_updates)
         venv.close()
 
     def _train(
@@ -576,6 +624,7 @@ class RL2Agent(Agent):
         opt: torch.optim.Optimizer,
         venv: Any,
         train_tasks: list[Any],
+        targets: torch.Tensor | None,
         rng: np.random.Generator,
         gen: torch.Generator,
         episodes: int,
@@ -593,7 +642,8 @@ class RL2Agent(Agent):
                 for group in opt.param_groups:
                     group["lr"] = cfg.learning_rate * (1.0 - frac)
             ent_coef = cfg.ent_coef + (cfg.ent_coef_final - cfg.ent_coef) * frac
-            tasks = [train_tasks[i] for i in rng.integers(len(train_tasks), size=n)]
+            picks = rng.integers(len(train_tasks), size=n)
+            tasks = [train_tasks[i] for i in picks]
             seed = int(rng.integers(2**31)) if update == 0 else None
             batch = _collect(net, venv, tasks, episodes, horizon, gen, seed)
             with torch.no_grad():
@@ -601,7 +651,7 @@ class RL2Agent(Agent):
                 adv, ret = gae(
                     batch.rewards * cfg.reward_scale, batch.values, torch.zeros(n), ends, cfg.gamma, cfg.gae_lambda
                 )
-            seqs = _chunks(batch, net, adv, ret, cfg.bptt_chunk)
+            seqs = _chunks(batch, net, adv, ret, cfg.bptt_chunk, None if targets is None else targets[picks])
             stats = self._ppo_epochs(net, opt, seqs, ent_coef, gen)
             finite = all(math.isfinite(v) for v in stats.values()) and all(
                 bool(torch.isfinite(p).all()) for p in net.parameters()
@@ -646,7 +696,7 @@ class RL2Agent(Agent):
                 w = seqs["valid"][:, idx]
                 if w.sum() == 0:
                     continue
-                _, out, values = net(seqs["x"][:, idx], seqs["h0"][idx], seqs["time"][:, idx])
+                hs, out, values = net(seqs["x"][:, idx], seqs["h0"][idx], seqs["time"][:, idx])
                 logp, ent = net.log_prob_entropy(out, seqs["a"][:, idx])
                 adv = seqs["adv"][:, idx]
                 if cfg.norm_adv:
@@ -657,6 +707,11 @@ class RL2Agent(Agent):
                     logp, seqs["logp"][:, idx], adv, values, seqs["ret"][:, idx], ent,
                     cfg.clip_coef, cfg.vf_coef, ent_coef, w,
                 )
+                if "task" in seqs:
+                    err = ((net.task_prediction(hs) - seqs["task"][idx].unsqueeze(0)) ** 2).mean(-1)
+                    task_loss = (err * w).sum() / w.sum()
+                    stats["task_loss"] = float(task_loss.detach())
+                    loss = loss + cfg.task_aux_coef * task_loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 stats["grad_norm"] = float(nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm))
