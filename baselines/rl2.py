@@ -17,7 +17,12 @@ boundaries: the objective is the trial's total return, so exploration pays), tho
 of trials stepped in parallel by one batched vector env, and backpropagation through
 time over whole trials (or over chunks of ``bptt_chunk`` steps for long ones). With
 ``critic_time`` the value head also reads how much of the trial has passed; only the
-value baseline sees it, so acting at test time is unchanged.
+value baseline sees it, so acting at test time is unchanged. With ``task_aux_coef`` a linear
+head on the GRU state is also trained to predict the trial's task parameters (which the
+harness hands to meta-training with the train tasks): the squared error's minimiser is their
+posterior mean given the trial so far, so the loss asks the hidden state to hold the belief
+(belief supervision, Humplik et al. 2019, "Meta reinforcement learning as task inference").
+The head is unused at test time, where no task parameters are seen.
 
 Evaluation fits the harness as in the paper: one stage is one episode, ``adapt()`` is a
 no-op, and the hidden state carries the experience, so the online score of the bandit
