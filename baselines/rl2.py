@@ -366,13 +366,16 @@ def task_targets(tasks: Sequence[Any]) -> torch.Tensor:
     """The task-inference head's targets (N, D): each task's ``features()``, standardised per
     parameter over ``tasks`` (a parameter constant over them is only centred), then scaled so that
     every field of the task weighs the same in the mean squared error (the tabular MDP's 50 mean
-    rewards as much as its 500 transition probabilities)."""
+    rewards as much as its 500 transition probabilities). A task whose ``features()`` is not the
+    default concatenation of its fields weighs every feature the same."""
     feats = torch.as_tensor(np.stack([np.asarray(t.features(), dtype=np.float64) for t in tasks]))
     std = feats.std(0)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    sizes = [int(np.size(getattr(tasks[0], f.name))) for f in dataclasses.fields(tasks[0])]
+    fields = dataclasses.fields(tasks[0]) if dataclasses.is_dataclass(tasks[0]) else ()
+    sizes = [int(np.size(getattr(tasks[0], f.name))) for f in fields]
     dim = feats.shape[1]
-    assert sum(sizes) == dim, "Task.features() concatenates the task's fields"
+    if sum(sizes) != dim:
+        sizes = [dim]
     scale = torch.cat([torch.full((n,), math.sqrt(dim / (n * len(sizes))), dtype=torch.float64) for n in sizes])
     return ((feats - feats.mean(0)) / std * scale).float()
 

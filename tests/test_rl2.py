@@ -322,6 +322,22 @@ def test_task_targets_are_the_task_parameters_standardised_with_each_field_weigh
     assert torch.equal(same, torch.zeros(3, 550))
 
 
+def test_task_targets_of_custom_features_weigh_each_feature_the_same():
+    """A family whose tasks override ``features()`` (not the concatenation of their fields) gets
+    plain per-feature standardisation."""
+
+    fam = metarl_bench.family("MetaRL/TabularMDP-v0")
+    tasks = fam.sample_tasks(50, np.random.default_rng(0))
+
+    @dataclasses.dataclass(frozen=True)
+    class Summary(type(tasks[0])):  # type: ignore[misc]
+        def features(self):
+            return super().features()[:3]
+
+    y = rl2.task_targets([Summary(mu=t.mu, P=t.P) for t in tasks])
+    assert torch.allclose(y, rl2.task_targets(tasks)[:, :3] / math.sqrt(550 / 100), atol=1e-5)
+
+
 def test_task_head_leaves_the_acting_network_untouched_and_its_target_follows_each_chunk():
     """The task-inference head is an extra output: the same seed builds the same policy and
     value weights with or without it, and BPTT chunks carry their own trial's target."""
