@@ -256,15 +256,20 @@ def test_navigation_rollout_packs_early_terminations():
     assert torch.allclose(values[batch.valid], batch.values[batch.valid], atol=1e-4)
 
 
+def _navigation_trials():
+    """Three Navigation2D tasks, their batched vector env and RL²'s input/output spec."""
+    fam = metarl_bench.family("MetaRL/Navigation2D-v0")
+    tasks = fam.sample_tasks(3, np.random.default_rng(1))
+    venv = fam.make_vector_env(tasks)
+    return tasks, venv, rl2._Spec(venv.single_observation_space, venv.single_action_space)
+
+
 @pytest.mark.parametrize("embed, timed", [(0, False), (6, False), (0, True)])
 def test_bptt_chunks_start_from_the_rollout_states(embed, timed):
     """Chunked sequences, each run from its stored start state, reproduce the whole-trial pass
     (a separate value GRU's state travels with the policy's; with or without an input embedding;
     a time-aware critic's time travels with its chunk)."""
-    fam = metarl_bench.family("MetaRL/Navigation2D-v0")
-    tasks = fam.sample_tasks(3, np.random.default_rng(1))
-    venv = fam.make_vector_env(tasks)
-    spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
+    tasks, venv, spec = _navigation_trials()
     cfg = rl2.RL2Config(hidden_size=8, value_hidden_size=4, embed_size=embed, critic_time=timed, critic_hidden=5)
     net = rl2._build_net(spec, cfg, seed=0)
     assert (net.embed is None) == (embed == 0) and net.timed == timed
@@ -341,10 +346,7 @@ def test_task_targets_of_custom_features_weigh_each_feature_the_same():
 def test_task_head_leaves_the_acting_network_untouched_and_its_target_follows_each_chunk():
     """The task-inference head is an extra output: the same seed builds the same policy and
     value weights with or without it, and BPTT chunks carry their own trial's target."""
-    fam = metarl_bench.family("MetaRL/Navigation2D-v0")
-    tasks = fam.sample_tasks(3, np.random.default_rng(1))
-    venv = fam.make_vector_env(tasks)
-    spec = rl2._Spec(venv.single_observation_space, venv.single_action_space)
+    tasks, venv, spec = _navigation_trials()
     cfg = rl2.RL2Config(hidden_size=8, embed_size=6)
     plain, aux = rl2._build_net(spec, cfg, seed=0), rl2._build_net(spec, cfg, seed=0, task_dim=2)
     with pytest.raises(ValueError, match="task_dim"):
