@@ -67,7 +67,7 @@ from metarl_bench.baselines.rl_common import (
     make_policy,
     set_flat_params,
     stack_params,
-    subsample_episodes,
+    subsample_steps,
     torch_generator,
     torch_threads,
 )
@@ -146,9 +146,10 @@ class MAMLTRPOConfig(MAMLConfig):
     cg_damping: float = 1e-5
     """Damping added to the KL Hessian in conjugate gradient."""
     cg_subsample: float = 1.0
-    """Fraction of each task's episodes used for the KL Hessian-vector products of conjugate
-    gradient (1 = all, as pytorch-maml-rl; OpenAI Baselines' TRPO uses every 5th sample).
-    The meta-gradient, the trust-region check and the line search always use every episode."""
+    """Fraction of the time steps of every episode used for the KL Hessian-vector products
+    of conjugate gradient, evenly spaced (1 = all, as pytorch-maml-rl; 0.2 = every 5th step,
+    as OpenAI Baselines' TRPO). The meta-gradient, the trust-region check and the line
+    search always use every sample."""
     ls_max_steps: int = 15
     """Maximum backtracking steps in the line search."""
     ls_backtrack_ratio: float = 0.8
@@ -400,10 +401,10 @@ class MAMLTRPO(_GradientMetaLearner):
     network to third order on every conjugate-gradient iteration; tests check it against
     the direct product, for both policy kinds.
 
-    With ``cg_subsample < 1`` the products use the first episodes of every task only
-    (OpenAI Baselines' TRPO computes its Fisher-vector products on every 5th sample): the
-    curvature is then an estimate, while the meta-gradient, the KL bound and the line
-    search still use every episode.
+    With ``cg_subsample < 1`` the products use evenly spaced time steps of every episode
+    (:func:`subsample_steps`; OpenAI Baselines' TRPO computes its Fisher-vector products on
+    every 5th sample): the curvature is then an estimate, while the meta-gradient, the KL
+    bound and the line search still use every sample.
     """
 
     name = "maml-trpo"
@@ -511,12 +512,12 @@ class MAMLTRPO(_GradientMetaLearner):
         curvature_valid = valid
         if cfg.cg_subsample < 1.0:
             # Curvature on a subsample: the inner losses' Hessians at the same points and the
-            # Fisher at the same adapted parameters, on the first episodes of every task.
+            # Fisher at the same adapted parameters, on evenly spaced steps of every episode.
             steps = [
-                InnerLossCurvature(self.policy, curvature.params, subsample_episodes(batch, cfg.cg_subsample))
+                InnerLossCurvature(self.policy, curvature.params, subsample_steps(batch, cfg.cg_subsample))
                 for curvature, batch in zip(steps, train)
             ]
-            curvature_valid = subsample_episodes(valid, cfg.cg_subsample)
+            curvature_valid = subsample_steps(valid, cfg.cg_subsample)
         hvp = self.hessian_vector_product(steps, leaves, curvature_valid, cfg.cg_damping)
         stepdir, h_stepdir = conjugate_gradient(hvp, grads, cfg.cg_iters)
         shs = 0.5 * torch.dot(stepdir, h_stepdir)

@@ -581,27 +581,38 @@ class GroupBatch:
         return self.obs.shape[0]
 
 
-def subsample_episodes(batch: GroupBatch, fraction: float) -> GroupBatch:
-    """The first ``ceil(fraction * E)`` episodes of every group, weights rescaled so that
-    weighted sums stay estimates of the full batch's (per-group means over episodes)."""
+def subsample_steps(batch: GroupBatch, fraction: float) -> GroupBatch:
+    """``ceil(fraction * T)`` evenly spaced time steps of every episode of every group (all
+    ``E`` episodes kept). Each episode keeps its total weight, shared among its kept steps
+    in proportion to their weights: with :func:`episode_weights`, each episode's mean over
+    its kept steps, averaged over the episodes. With ``fraction`` 0.2 and
+    ``T`` 100 these are steps 0, 5, ..., 95: OpenAI Baselines' TRPO takes its Fisher-vector
+    products on every 5th sample. Spreading the subsample over every episode, rather than
+    keeping whole episodes, keeps the variety of states: the steps of one episode are
+    strongly correlated."""
     e = batch.episodes
     if e < 1:
-        raise ValueError("subsample_episodes needs a GroupBatch built with its episode count (group_batch)")
-    keep = max(1, math.ceil(fraction * e))
-    if keep >= e:
-        return batch
+        raise ValueError("subsample_steps needs a GroupBatch built with its episode count (group_batch)")
     g, k = batch.advantages.shape
     t = k // e
+    keep = max(1, math.ceil(round(fraction * t, 9)))  # round: 0.3 * 10 is 3.0000000000000004
+    if keep >= t:
+        return batch
+    steps = torch.div(torch.arange(keep) * t, keep, rounding_mode="floor")
 
-    def take(x: Tensor) -> Tensor:  # (G, T * E, ...) step-major -> the first `keep` episodes
-        return x.reshape(g, t, e, *x.shape[2:])[:, :, :keep].reshape(g, t * keep, *x.shape[2:])
+    def take(x: Tensor) -> Tensor:  # (G, T * E, ...) step-major -> the kept steps of every episode
+        return x.reshape(g, t, e, *x.shape[2:])[:, steps].reshape(g, keep * e, *x.shape[2:])
 
+    total = batch.weights.reshape(g, t, e).sum(1, keepdim=True)  # each episode's weight
+    kept = take(batch.weights).reshape(g, keep, e)
+    share = kept.sum(1, keepdim=True)
+    weights = kept * torch.where(share > 0, total / share.clamp(min=1e-30), torch.zeros_like(share))
     return GroupBatch(
         obs=take(batch.obs),
         actions=take(batch.actions),
         advantages=take(batch.advantages),
-        weights=take(batch.weights) * (e / keep),
-        episodes=keep,
+        weights=weights.reshape(g, keep * e),
+        episodes=e,
     )
 
 

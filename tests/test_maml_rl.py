@@ -543,37 +543,45 @@ def test_maml_trpo_adapts_on_bandits():
     assert late > 0.0  # one inner step improves the pull's expected reward
 
 
-def test_subsample_episodes_keeps_the_first_episodes_of_each_group():
-    T, groups, e = 4, 2, 5
+def test_subsample_steps_keeps_evenly_spaced_steps_of_every_episode():
+    T, groups, e = 10, 2, 3
+    n = groups * e
+    mask = torch.ones(T, n)
+    mask[6:, 4] = 0.0  # sub-env 4 (group 1's second episode) ends after 6 steps
     eps = rc.Episodes(
-        obs=torch.arange(T * groups * e, dtype=torch.float32).reshape(T, groups * e, 1),
-        actions=torch.zeros(T, groups * e, 1),
-        rewards=torch.ones(T, groups * e),
-        mask=torch.ones(T, groups * e),
-        dones=torch.zeros(T, groups * e),
+        obs=torch.arange(T * n, dtype=torch.float32).reshape(T, n, 1),
+        actions=torch.zeros(T, n, 1),
+        rewards=torch.ones(T, n),
+        mask=mask,
+        dones=torch.zeros(T, n),
     )
+    eps.dones[5, 4] = 1.0
     eps.dones[-1] = 1.0
     batch = rc.group_batch(eps, groups, gamma=0.9, gae_lambda=1.0)
-    assert batch.episodes == e
-    sub = rc.subsample_episodes(batch, 0.4)  # ceil(0.4 * 5) = 2 episodes per group
-    assert sub.episodes == 2 and sub.obs.shape == (groups, T * 2, 1)
-    # group 1's first two episodes are sub-envs 5 and 6: obs = t * 10 + sub-env
-    np.testing.assert_array_equal(sub.obs[1, :, 0].numpy(), [5, 6, 15, 16, 25, 26, 35, 36])
-    # the weights still sum to 1 per group (a mean over the kept episodes)
-    np.testing.assert_allclose(sub.weights.sum(-1).numpy(), [1.0, 1.0], rtol=1e-6)
-    assert rc.subsample_episodes(batch, 1.0) is batch
+    sub = rc.subsample_steps(batch, 0.2)  # ceil(0.2 * 10) = 2 steps of each episode: t = 0 and 5
+    assert sub.episodes == e and sub.obs.shape == (groups, 2 * e, 1)
+    # obs = t * 6 + sub-env; group 1 holds sub-envs 3, 4 and 5
+    np.testing.assert_array_equal(sub.obs[1, :, 0].numpy(), [3, 4, 5, 33, 34, 35])
+    np.testing.assert_array_equal(sub.advantages.numpy(), batch.advantages[:, [0, 1, 2, 15, 16, 17]].numpy())
+    # each episode's mean over its kept steps, averaged over the episodes: as the full batch
+    np.testing.assert_allclose(sub.weights.numpy(), np.full((groups, 2 * e), 1 / (2 * e)), rtol=1e-6)
+    # an episode that ended early shares its weight among the kept steps it reached
+    three = rc.subsample_steps(batch, 0.25)  # ceil(2.5) = 3 steps: t = 0, 3, 6; sub-env 4 ended at t = 5
+    np.testing.assert_allclose(three.weights[1].reshape(3, e).numpy(),
+                               [[1 / 9, 1 / 6, 1 / 9], [1 / 9, 1 / 6, 1 / 9], [1 / 9, 0.0, 1 / 9]], rtol=1e-6)
+    assert rc.subsample_steps(batch, 1.0) is batch
     with pytest.raises(ValueError, match="episode count"):
-        rc.subsample_episodes(rc.GroupBatch(batch.obs, batch.actions, batch.advantages, batch.weights), 0.5)
+        rc.subsample_steps(rc.GroupBatch(batch.obs, batch.actions, batch.advantages, batch.weights), 0.5)
 
 
 def test_subsampled_curvature_is_the_product_on_the_subsample():
     """With cg_subsample, the TRPO step's products are exactly the full products computed on
-    the first episodes of each task, at the same (full-batch) adapted parameters."""
+    the kept steps of every episode, at the same (full-batch) adapted parameters."""
     agent = _agent(cg_subsample=0.5)
     train = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=30)), "episodes": 4})
     valid = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=31)), "episodes": 4})
-    sub_t, sub_v = rc.subsample_episodes(train, 0.5), rc.subsample_episodes(valid, 0.5)
-    assert sub_t.obs.shape[1] == 6
+    sub_t, sub_v = rc.subsample_steps(train, 0.5), rc.subsample_steps(valid, 0.5)
+    assert sub_t.obs.shape[1] == 8  # 2 of each episode's 3 steps
     adapted, _ = agent.adapt_with_jacobian([train])  # adapted on every episode
     point = rc.stack_params(agent.policy.params(), 2)
     steps = [InnerLossCurvature(agent.policy, point, sub_t)]
