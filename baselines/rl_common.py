@@ -3,9 +3,9 @@
 What lives here is plumbing, not an algorithm's objective:
 
 - policies whose parameters may carry a leading *group* dimension (one parameter set per
-  task or adaptation run), called through ``torch.func.functional_call``: the forward
-  pass broadcasts ``x @ W^T + b`` over that dimension, which is what ``torch.func.vmap``
-  would generate, without vmap's per-call overhead on small CPU networks;
+  task or adaptation run), called with a dict of parameters as ``torch.func.functional_call``
+  would: the forward pass broadcasts ``x @ W^T + b`` over that dimension, which is what
+  ``torch.func.vmap`` would generate, without vmap's per-call overhead on small CPU networks;
 - batched episode collection from a vector env into time-major tensors with masks;
 - the linear feature baseline of Duan et al. 2016 as used by pytorch-maml-rl, fitted per
   group in one batched solve;
@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from metarl_bench.baselines.common import gae
 
@@ -52,7 +51,7 @@ class _Tanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
-        y = torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
+        y = tanh_value(x)
         ctx.save_for_backward(y)
         return y
 
@@ -62,8 +61,17 @@ class _Tanh(torch.autograd.Function):
         return grad * (1.0 - y * y)
 
 
+def tanh_value(x: Tensor) -> Tensor:
+    """``2 sigmoid(2x) - 1``, the value of :func:`fast_tanh` (no autograd)."""
+    return torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
+
+
 def fast_tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent (see :class:`_Tanh`); equal to ``torch.tanh`` up to float rounding."""
+    """Hyperbolic tangent (see :class:`_Tanh`); equal to ``torch.tanh`` up to float rounding.
+    Without autograd (sampling) the value is computed directly: the same operations,
+    without the ``autograd.Function``'s own cost of about 40 us a call."""
+    if not torch.is_grad_enabled():
+        return tanh_value(x)
     return _Tanh.apply(x)
 
 
@@ -104,10 +112,11 @@ class MLPPolicy(nn.Module):
             self.register_parameter(f"w{i}", nn.Parameter(w))
             self.register_parameter(f"b{i}", nn.Parameter(torch.zeros(sizes[i + 1])))
 
-    def trunk(self, obs: Tensor) -> Tensor:
+    def trunk(self, obs: Tensor, params: Params | None = None) -> Tensor:
+        """The trunk's output at ``obs`` under ``params`` (see :meth:`call`)."""
         h = obs
         for i in range(self.num_layers):
-            w, b = getattr(self, f"w{i}"), getattr(self, f"b{i}")
+            w, b = self._param(params, f"w{i}"), self._param(params, f"b{i}")
             if w.dim() == 3 and h.dim() == 3:
                 # group-stacked: baddbmm runs ~1.7x faster than ``@`` on these shapes (CPU, measured)
                 h = torch.baddbmm(b.unsqueeze(-2), h, w.transpose(-1, -2))
@@ -121,11 +130,18 @@ class MLPPolicy(nn.Module):
         """The module's own parameters as a name -> tensor dict (the meta-parameters)."""
         return dict(self.named_parameters())
 
+    def _param(self, params: Params | None, name: str) -> Tensor:
+        return getattr(self, name) if params is None or name not in params else params[name]
+
     def call(self, params: Params | None, obs: Tensor) -> Dist:
-        """The action distribution at ``obs`` under ``params`` (the module's own if None)."""
+        """The action distribution at ``obs`` under ``params`` (the module's own if None, and
+        for any name ``params`` lacks), differentiable with respect to ``params``: what
+        ``torch.func.functional_call(self, params, (obs,))`` computes, operation for
+        operation, without its cost of swapping the module's parameters (about 0.25 ms a
+        call, felt when sampling 100 steps at a time)."""
         if params is None:
             return self(obs)
-        return functional_call(self, params, (obs,))
+        return self.head(self.trunk(obs, params), {k: self._param(params, k) for k in self.head_names})
 
     @property
     def trunk_names(self) -> list[str]:

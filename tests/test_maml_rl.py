@@ -121,6 +121,37 @@ def test_fast_tanh_equals_tanh_to_second_order():
     assert torch.autograd.gradgradcheck(rc.fast_tanh, (x,))
 
 
+def test_fast_tanh_without_autograd_is_the_same_value():
+    x = torch.randn(6, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        direct = rc.fast_tanh(x)
+    assert torch.equal(direct, rc.fast_tanh(x.requires_grad_(True)).detach())
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+def test_policy_call_is_functional_call_bit_for_bit(kind):
+    """``call`` evaluates the network on a parameter dict directly; values and gradients are
+    those of ``torch.func.functional_call``, exactly (the committed records replay)."""
+    if kind == "gaussian":
+        policy = rc.GaussianMLPPolicy(3, 2, (16, 16), "tanh", _gen(4))
+    else:
+        policy = rc.CategoricalMLPPolicy(3, 4, (16, 16), "relu", _gen(4))
+    obs = torch.randn(5, 7, 3, generator=torch.Generator().manual_seed(3))
+    stacked = rc.stack_params(policy.params(), 5)
+    partial = {k: v.detach().clone().requires_grad_(True) for k, v in policy.params().items() if k != "w0"}
+    for params, x in ((stacked, obs), (partial, obs[0])):  # group-stacked; w0 from the module
+        leaves = [*params.values(), policy.w0]
+        ours, theirs = policy.call(params, x), torch.func.functional_call(policy, params, (x,))
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b)
+        g_ours = torch.autograd.grad(sum(t.square().sum() for t in ours), leaves, allow_unused=True)
+        g_theirs = torch.autograd.grad(sum(t.square().sum() for t in theirs), leaves, allow_unused=True)
+        for a, b in zip(g_ours, g_theirs, strict=True):
+            assert (a is None and b is None) or torch.equal(a, b)
+        with torch.no_grad():  # sampling's path: no autograd.Function
+            assert torch.equal(policy.call(params, x)[0], theirs[0].detach())
+
+
 # --- baseline, GAE, advantages ---------------------------------------------------------------------
 
 
