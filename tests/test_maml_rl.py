@@ -530,6 +530,8 @@ def test_maml_bench_reports_the_time_breakdown_and_the_same_run_reference(capsys
     report = capsys.readouterr().out
     assert "pytorch-maml-rl structure (same run)" in report and "speed-up against the same-run reference" in report
     assert out["cg_floor_seconds"] > 0.0 and "lower bound for exact conjugate gradient" in report
+    verdict = "met" if out["seconds_per_meta_batch"] <= 0.5 else "missed"
+    assert f"the config (exact) {out['seconds_per_meta_batch']:.2f} s ({verdict})" in report
 
 
 def test_cg_floor_counts_the_direction_dependent_products():
