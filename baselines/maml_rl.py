@@ -146,10 +146,10 @@ class MAMLTRPOConfig(MAMLConfig):
     cg_damping: float = 1e-5
     """Damping added to the KL Hessian in conjugate gradient."""
     cg_subsample: float = 1.0
-    """Fraction of the time steps of every episode used for the KL Hessian-vector products
-    of conjugate gradient, evenly spaced (1 = all, as pytorch-maml-rl; 0.2 = every 5th step,
-    as OpenAI Baselines' TRPO). The meta-gradient, the trust-region check and the line
-    search always use every sample."""
+    """Fraction of each task's samples used for the KL Hessian-vector products of conjugate
+    gradient, evenly spaced along its episodes (1 = all, as pytorch-maml-rl; 0.2 = every 5th
+    sample, as OpenAI Baselines' TRPO: steps 0, 5, ..., 95 of every 100-step episode). The
+    meta-gradient, the trust-region check and the line search always use every sample."""
     ls_max_steps: int = 15
     """Maximum backtracking steps in the line search."""
     ls_backtrack_ratio: float = 0.8
@@ -401,9 +401,9 @@ class MAMLTRPO(_GradientMetaLearner):
     network to third order on every conjugate-gradient iteration; tests check it against
     the direct product, for both policy kinds.
 
-    With ``cg_subsample < 1`` the products use evenly spaced time steps of every episode
-    (:func:`subsample_steps`; OpenAI Baselines' TRPO computes its Fisher-vector products on
-    every 5th sample): the curvature is then an estimate, while the meta-gradient, the KL
+    With ``cg_subsample < 1`` the products use samples evenly spaced along each task's
+    episodes (:func:`subsample_steps`; OpenAI Baselines' TRPO computes its Fisher-vector
+    products on every 5th sample): the curvature is then an estimate, while the meta-gradient, the KL
     bound and the line search still use every sample.
     """
 
@@ -512,7 +512,7 @@ class MAMLTRPO(_GradientMetaLearner):
         curvature_valid = valid
         if cfg.cg_subsample < 1.0:
             # Curvature on a subsample: the inner losses' Hessians at the same points and the
-            # Fisher at the same adapted parameters, on evenly spaced steps of every episode.
+            # Fisher at the same adapted parameters, on samples evenly spaced along the episodes.
             steps = [
                 InnerLossCurvature(self.policy, curvature.params, subsample_steps(batch, cfg.cg_subsample))
                 for curvature, batch in zip(steps, train)

@@ -598,36 +598,42 @@ class GroupBatch:
 
 
 def subsample_steps(batch: GroupBatch, fraction: float) -> GroupBatch:
-    """``ceil(fraction * T)`` evenly spaced time steps of every episode of every group (all
-    ``E`` episodes kept). Each episode keeps its total weight, shared among its kept steps
-    in proportion to their weights: with :func:`episode_weights`, each episode's mean over
-    its kept steps, averaged over the episodes. With ``fraction`` 0.2 and
-    ``T`` 100 these are steps 0, 5, ..., 95: OpenAI Baselines' TRPO takes its Fisher-vector
-    products on every 5th sample. Spreading the subsample over every episode, rather than
+    """``ceil(fraction * T * E)`` evenly spaced samples of every group, counted along its
+    episodes laid end to end (episode 0's ``T`` steps, then episode 1's, ...), as OpenAI
+    Baselines' TRPO takes its Fisher-vector products on every 5th sample. With ``fraction``
+    0.2 and ``T`` 100 these are steps 0, 5, ..., 95 of every episode; with one-step episodes
+    (bandits), every 5th episode. Spreading the subsample over the episodes, rather than
     keeping whole episodes, keeps the variety of states: the steps of one episode are
-    strongly correlated."""
+    strongly correlated.
+
+    Weights: each episode keeps its total weight, shared among its kept steps in proportion
+    to their weights (with :func:`episode_weights`, each episode's mean over its kept
+    steps); if some episodes keep no step, the kept ones are scaled up to the group's total.
+    Kept samples stay in the batch's step-major order.
+    """
     e = batch.episodes
     if e < 1:
         raise ValueError("subsample_steps needs a GroupBatch built with its episode count (group_batch)")
-    g, k = batch.advantages.shape
-    t = k // e
-    keep = max(1, math.ceil(round(fraction * t, 9)))  # round: 0.3 * 10 is 3.0000000000000004
-    if keep >= t:
+    g, n = batch.advantages.shape
+    t = n // e
+    keep = max(1, math.ceil(round(fraction * n, 9)))  # round: 0.3 * 10 is 3.0000000000000004
+    if keep >= n:
         return batch
-    steps = torch.div(torch.arange(keep) * t, keep, rounding_mode="floor")
-
-    def take(x: Tensor) -> Tensor:  # (G, T * E, ...) step-major -> the kept steps of every episode
-        return x.reshape(g, t, e, *x.shape[2:])[:, steps].reshape(g, keep * e, *x.shape[2:])
-
-    total = batch.weights.reshape(g, t, e).sum(1, keepdim=True)  # each episode's weight
-    kept = take(batch.weights).reshape(g, keep, e)
-    share = kept.sum(1, keepdim=True)
-    weights = kept * torch.where(share > 0, total / share.clamp(min=1e-30), torch.zeros_like(share))
+    along = torch.div(torch.arange(keep) * n, keep, rounding_mode="floor")  # positions along the episodes
+    idx = torch.sort((along % t) * e + torch.div(along, t, rounding_mode="floor")).values  # step-major
+    episode = idx % e
+    kept = batch.weights[:, idx]
+    total = batch.weights.reshape(g, t, e).sum(1)  # each episode's weight, (G, E)
+    share = torch.zeros_like(total).index_add_(1, episode, kept)  # its kept steps' weight
+    scale = torch.where(share > 0, total / share.clamp(min=1e-30), torch.zeros_like(share))
+    weights = kept * scale[:, episode]
+    if bool((share[total > 0] == 0).any()):  # whole episodes dropped: their weight to the rest
+        weights = weights * (total.sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1e-30))
     return GroupBatch(
-        obs=take(batch.obs),
-        actions=take(batch.actions),
-        advantages=take(batch.advantages),
-        weights=weights.reshape(g, keep * e),
+        obs=batch.obs[:, idx],
+        actions=batch.actions[:, idx],
+        advantages=batch.advantages[:, idx],
+        weights=weights,
         episodes=e,
     )
 

@@ -576,35 +576,45 @@ def test_maml_trpo_adapts_on_bandits():
     assert late > 0.0  # one inner step improves the pull's expected reward
 
 
-def test_subsample_steps_keeps_evenly_spaced_steps_of_every_episode():
-    T, groups, e = 10, 2, 3
+def _episodes_batch(T: int, groups: int, e: int, lengths: dict[int, int] | None = None) -> rc.GroupBatch:
+    """A group batch whose observation is ``t * N + sub-env``; ``lengths`` ends some sub-envs early."""
     n = groups * e
-    mask = torch.ones(T, n)
-    mask[6:, 4] = 0.0  # sub-env 4 (group 1's second episode) ends after 6 steps
-    eps = rc.Episodes(
-        obs=torch.arange(T * n, dtype=torch.float32).reshape(T, n, 1),
-        actions=torch.zeros(T, n, 1),
-        rewards=torch.ones(T, n),
-        mask=mask,
-        dones=torch.zeros(T, n),
-    )
-    eps.dones[5, 4] = 1.0
-    eps.dones[-1] = 1.0
-    batch = rc.group_batch(eps, groups, gamma=0.9, gae_lambda=1.0)
-    sub = rc.subsample_steps(batch, 0.2)  # ceil(0.2 * 10) = 2 steps of each episode: t = 0 and 5
+    mask, dones = torch.ones(T, n), torch.zeros(T, n)
+    dones[-1] = 1.0
+    for env, length in (lengths or {}).items():
+        mask[length:, env], dones[length - 1, env] = 0.0, 1.0
+    eps = rc.Episodes(obs=torch.arange(T * n, dtype=torch.float32).reshape(T, n, 1), actions=torch.zeros(T, n, 1),
+                      rewards=torch.ones(T, n), mask=mask, dones=dones)
+    return rc.group_batch(eps, groups, gamma=0.9, gae_lambda=1.0)
+
+
+def test_subsample_steps_takes_evenly_spaced_samples_along_the_episodes():
+    T, groups, e = 10, 2, 3
+    batch = _episodes_batch(T, groups, e, lengths={4: 6})  # sub-env 4, group 1's second episode, ends after 6 steps
+    sub = rc.subsample_steps(batch, 0.2)  # 6 of the 30 samples: every 5th, steps 0 and 5 of every episode
     assert sub.episodes == e and sub.obs.shape == (groups, 2 * e, 1)
-    # obs = t * 6 + sub-env; group 1 holds sub-envs 3, 4 and 5
+    # obs = t * 6 + sub-env; group 1 holds sub-envs 3, 4 and 5; step-major order
     np.testing.assert_array_equal(sub.obs[1, :, 0].numpy(), [3, 4, 5, 33, 34, 35])
     np.testing.assert_array_equal(sub.advantages.numpy(), batch.advantages[:, [0, 1, 2, 15, 16, 17]].numpy())
     # each episode's mean over its kept steps, averaged over the episodes: as the full batch
     np.testing.assert_allclose(sub.weights.numpy(), np.full((groups, 2 * e), 1 / (2 * e)), rtol=1e-6)
-    # an episode that ended early shares its weight among the kept steps it reached
-    three = rc.subsample_steps(batch, 0.25)  # ceil(2.5) = 3 steps: t = 0, 3, 6; sub-env 4 ended at t = 5
-    np.testing.assert_allclose(three.weights[1].reshape(3, e).numpy(),
-                               [[1 / 9, 1 / 6, 1 / 9], [1 / 9, 1 / 6, 1 / 9], [1 / 9, 0.0, 1 / 9]], rtol=1e-6)
+    # 8 of 30: positions 0, 3, 7 | 11, 15, 18 | 22, 26 along the episodes; when T is not a
+    # multiple of the spacing, the kept steps shift from one episode to the next
+    sub = rc.subsample_steps(batch, 0.25)
+    np.testing.assert_array_equal(sub.obs[1, :, 0].numpy(), [3, 10, 17, 21, 34, 41, 45, 52])
+    # sub-env 4 has ended by its kept step 8: its weight goes to its kept steps 1 and 5
+    np.testing.assert_allclose(sub.weights[1].numpy(), [1 / 9, 1 / 6, 1 / 6, 1 / 9, 1 / 6, 1 / 6, 1 / 9, 0.0], rtol=1e-6)
     assert rc.subsample_steps(batch, 1.0) is batch
     with pytest.raises(ValueError, match="episode count"):
         rc.subsample_steps(rc.GroupBatch(batch.obs, batch.actions, batch.advantages, batch.weights), 0.5)
+
+
+def test_subsample_steps_of_one_step_episodes_keeps_every_fifth_episode():
+    batch = _episodes_batch(1, 2, 10)  # bandit-like: one step per episode
+    sub = rc.subsample_steps(batch, 0.2)
+    np.testing.assert_array_equal(sub.obs[:, :, 0].numpy(), [[0, 5], [10, 15]])
+    # the dropped episodes' weight goes to the kept ones: still a mean over episodes
+    np.testing.assert_allclose(sub.weights.numpy(), np.full((2, 2), 0.5), rtol=1e-6)
 
 
 def test_subsampled_curvature_is_the_product_on_the_subsample():
@@ -614,7 +624,7 @@ def test_subsampled_curvature_is_the_product_on_the_subsample():
     train = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=30)), "episodes": 4})
     valid = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=31)), "episodes": 4})
     sub_t, sub_v = rc.subsample_steps(train, 0.5), rc.subsample_steps(valid, 0.5)
-    assert sub_t.obs.shape[1] == 8  # 2 of each episode's 3 steps
+    assert sub_t.obs.shape[1] == 6  # every other sample of the 4 episodes' 12
     adapted, _ = agent.adapt_with_jacobian([train])  # adapted on every episode
     point = rc.stack_params(agent.policy.params(), 2)
     steps = [InnerLossCurvature(agent.policy, point, sub_t)]
