@@ -619,7 +619,7 @@ def test_subsample_steps_of_one_step_episodes_keeps_every_fifth_episode():
 
 def test_subsampled_curvature_is_the_product_on_the_subsample():
     """With cg_subsample, the TRPO step's products are exactly the full products computed on
-    the kept steps of every episode, at the same (full-batch) adapted parameters."""
+    the kept samples, at the same (full-batch) adapted parameters."""
     agent = _agent(cg_subsample=0.5)
     train = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=30)), "episodes": 4})
     valid = rc.GroupBatch(**{**vars(_group_batch(2, 12, seed=31)), "episodes": 4})
