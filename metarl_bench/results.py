@@ -150,6 +150,13 @@ class Record:
     def agent_name(self) -> str:
         return str(self.agent["name"])
 
+    @property
+    def variant(self) -> str:
+        """The record's row and folder name: the agent's name when it ran its default
+        configuration for the benchmark, else the variant name stored in ``agent.variant``
+        (derived from the overrides, or given with ``--name``)."""
+        return str(self.agent.get("variant") or self.agent["name"])
+
     def score_matrix(self, which: str = "headline") -> np.ndarray:
         """Per-(run, task) scores, shape ``(runs, tasks)`` (rliable's layout)."""
         if which == "headline":
@@ -164,7 +171,7 @@ class Record:
         return per.T
 
     def path(self, root: str | Path = DEFAULT_RESULTS) -> Path:
-        return record_path(root, self.benchmark_id, self.agent_name, self.seed)
+        return record_path(root, self.benchmark_id, self.variant, self.seed)
 
     def save(self, root: str | Path = DEFAULT_RESULTS) -> Path:
         path = self.path(root)
@@ -172,8 +179,10 @@ class Record:
         return path
 
 
-def record_path(root: str | Path, benchmark_id: str, agent_name: str, seed: int) -> Path:
-    return Path(root) / benchmark_id / agent_name / f"seed-{seed}.json"
+def record_path(root: str | Path, benchmark_id: str, variant: str, seed: int) -> Path:
+    """``<root>/<benchmark id>/<variant>/seed-<n>.json``; ``variant`` is the agent's name for
+    its default configuration (see :attr:`Record.variant`)."""
+    return Path(root) / benchmark_id / variant / f"seed-{seed}.json"
 
 
 def _json_default(o: Any) -> Any:
