@@ -2,21 +2,29 @@
 
     metarl-bench list [families|benchmarks|agents]
     metarl-bench check-env ID [ID ...] | --all
-    metarl-bench run --benchmark B [B ...] --agent A [A ...] --seeds 0 1 2 [--workers N] [--set key=value]
-    metarl-bench evaluate --benchmark B --agent A [--seed S] [--set key=value]
+    metarl-bench run --benchmark B [B ...] --agent A [A ...] --seeds 0 1 2 [--workers N] [--set key=value] [--name N]
+    metarl-bench evaluate --benchmark B --agent A [--seed S] [--set key=value] [--name N]
     metarl-bench leaderboard | plot [--results DIR]
     metarl-bench compare A B --benchmark B [--results DIR]
     metarl-bench perf [envs|harness|maml|fewshot|rl2]
     metarl-bench bench [--tier quick|smoke]
+
+A config other than the agent's default for the benchmark is stored beside the default,
+under ``<agent>@<changed settings>`` or the ``--name`` given. Errors a user can cause
+(bad input, unusable results folders, bad records) print one line naming the problem and
+the fix and exit non-zero; SIGINT and SIGTERM stop a sweep at once, keeping finished records.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,6 +40,26 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
             raise SystemExit(f"--set expects key=value (e.g. --set iterations=100), got {item!r}")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _results_folder(path: str, must_exist: bool) -> Path:
+    """``--results`` as a folder, or ``ValueError`` naming the problem (it is never created here)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--results {path}: is a file, not a folder; pass the results folder")
+    if must_exist and not p.exists():
+        raise ValueError(f"--results {path}: no such folder; run `metarl-bench run ...` first, or pass the results folder")
+    return p
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
@@ -105,14 +133,34 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from metarl_bench.sweep import is_done, plan, run_sweep
+    from metarl_bench.sweep import check_seeds, cpu_count, job_status, plan, run_sweep
 
+    _results_folder(args.results, must_exist=False)
     config = _parse_set(args.set)
-    jobs, skipped = plan(args.benchmark, args.agent, args.seeds, config)
+    _, repeated = check_seeds(args.seeds)
+    if repeated:
+        print(f"note: --seeds repeats {', '.join(map(str, repeated))}; each seed runs once", file=sys.stderr)
+    jobs, skipped = plan(args.benchmark, args.agent, args.seeds, config, name=args.name, replace=args.force)
     for s in skipped:
         print(f"skip: {s}", file=sys.stderr)
-    todo = [j for j in jobs if args.force or not is_done(j, args.results)]
+    todo = []
+    for job in jobs:
+        done, why = (False, None) if args.force else job_status(job, args.results)
+        if not done:
+            todo.append(job)
+            if why is not None:
+                print(f"redo: {job}: {why}", file=sys.stderr)
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} already done in {args.results}/, {len(todo)} to run")
+    if args.backend == "ray":
+        if args.workers is not None:
+            print("note: --workers is ignored with --backend ray: Ray runs one job per CPU of the cluster",
+                  file=sys.stderr)
+        workers = 1
+    else:
+        workers = args.workers if args.workers is not None else cpu_count()
+        if todo and workers > min(len(todo), cpu_count()):
+            print(f"note: using {min(workers, len(todo), cpu_count())} workers ({len(todo)} jobs, "
+                  f"{cpu_count()} CPUs)", file=sys.stderr)
     bar = tqdm(total=len(todo), unit="job", disable=not todo)
     failures = []
 
@@ -124,20 +172,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             failures.append((job, err))
             bar.write(f"FAILED: {job}: {type(err).__name__}: {err}")
 
-    run_sweep(todo, args.results, workers=args.workers, force=True, backend=args.backend, on_done=on_done)
+    run_sweep(todo, args.results, workers=workers, force=True, backend=args.backend, on_done=on_done)
     bar.close()
     return 1 if failures else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import metarl_bench
+    from metarl_bench.harness import check_seed, check_slot, resolve_identity
+    from metarl_bench.results import record_path
 
+    check_seed(args.seed)
+    if not args.no_save:
+        _results_folder(args.results, must_exist=False)
     agent = metarl_bench.agent(args.agent, **_parse_set(args.set))
+    if not args.no_save:  # say before the work when a stale record of this config will be replaced
+        bench = metarl_bench.benchmark(args.benchmark)
+        if agent.supports(bench) is None:
+            ident = resolve_identity(agent, bench, args.name)
+            note = check_slot(record_path(args.results, bench.id, ident.variant, args.seed), ident, args.force)
+            if note is not None:
+                print(f"note: {note}", file=sys.stderr)
     t = time.perf_counter()
     rec = metarl_bench.evaluate(agent, args.benchmark, seed=args.seed, progress=True,
-                                results=None if args.no_save else args.results)
+                                results=None if args.no_save else args.results, name=args.name,
+                                replace=args.force)
     s = rec.scores
-    print(f"{args.agent} on {args.benchmark} (seed {args.seed}), {time.perf_counter() - t:.1f} s")
+    print(f"{rec.variant} on {args.benchmark} (seed {args.seed}), {time.perf_counter() - t:.1f} s")
     for k in ("online", "final"):
         norm = s.get(f"normalized_{k}")
         extra = f"   normalised {norm['value']:.3f}" if norm else ""
@@ -158,6 +219,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from metarl_bench.leaderboard import write_leaderboard
 
+    _results_folder(args.results, must_exist=True)
     paths = write_leaderboard(args.results, allow_errors=args.allow_errors)
     for p in paths:
         print(f"wrote {p}")
@@ -167,6 +229,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from metarl_bench.leaderboard import compare
 
+    _results_folder(args.results, must_exist=True)
     _, text = compare(args.results, args.agent_a, args.agent_b, args.benchmark)
     print(text)
     return 0
@@ -175,7 +238,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from metarl_bench.leaderboard import write_plots
 
-    for p in write_plots(args.results, benchmark_id=args.benchmark):
+    _results_folder(args.results, must_exist=True)
+    paths = write_plots(args.results, benchmark_id=args.benchmark)
+    if not paths:
+        raise ValueError(f"--results {args.results}: no records to plot; run `metarl-bench run ...` first")
+    for p in paths:
         print(f"wrote {p}")
     return 0
 
@@ -243,10 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--benchmark", nargs="+", required=True)
     s.add_argument("--agent", nargs="+", required=True)
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)), help="processes (default: all cores)")
+    s.add_argument("--workers", type=_positive_int, default=None,
+                   help="processes (default: all cores; at most one per job and per core)")
     s.add_argument("--backend", choices=["local", "ray"], default="local")
-    s.add_argument("--force", action="store_true", help="rerun jobs whose record exists")
+    s.add_argument("--force", action="store_true",
+                   help="rerun jobs whose record exists (and replace another config stored under --name)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="agent config override (repeatable)")
+    s.add_argument("--name", default=None,
+                   help="store a non-default config under this name (default: <agent>@<changed settings>)")
     results_arg(s)
     s.set_defaults(fn=cmd_run)
 
@@ -255,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--agent", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--name", default=None,
+                   help="store a non-default config under this name (default: <agent>@<changed settings>)")
+    s.add_argument("--force", action="store_true", help="replace a record of another config stored under --name")
     s.add_argument("--no-save", action="store_true", help="do not write the record")
     s.add_argument("--json", action="store_true", help="also print the scores as JSON")
     results_arg(s)
@@ -286,24 +360,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("bench", help="the main job: the quick benchmark, records, leaderboard and plots")
     s.add_argument("--tier", choices=["smoke", "quick"], default="quick")
-    s.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
+    s.add_argument("--workers", type=_positive_int, default=max(1, (os.cpu_count() or 1)))
     results_arg(s)
     s.set_defaults(fn=cmd_bench)
     return p
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: stop now, keep finished records."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+_OS_FIXES = {
+    errno.EACCES: "make it writable or pass another folder with --results",
+    errno.EPERM: "make it writable or pass another folder with --results",
+    errno.EROFS: "the file system is read-only; pass another folder with --results",
+    errno.ENOSPC: "the disk is full; free space or pass a folder on another disk with --results",
+    errno.EDQUOT: "the disk quota is spent; free space or pass another folder with --results",
+    errno.ENOTDIR: "a file stands where a folder is needed; move it or pass another folder with --results",
+    errno.EEXIST: "a file stands where a folder is needed; move it or pass another folder with --results",
+    errno.EISDIR: "a folder stands where a file is needed; move it or pass another folder with --results",
+    errno.ENOENT: "check the path",
+}
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else "results"
+    reason = exc.strerror or str(exc)
+    fix = _OS_FIXES.get(exc.errno or 0, "check the path and its permissions")
+    return f"{where}: {reason}; {fix}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from metarl_bench.family import UnknownIdError
 
+    previous = None
+    if threading_main():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.fn(args) or 0)
     except (UnknownIdError, ValueError, TypeError) as exc:
         print(f"metarl-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except OSError as exc:
+        print(f"metarl-bench {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_main() -> bool:
+    """True in the main thread, the only one that may set signal handlers."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The evaluation harness (DESIGN section 5): the harness owns the measurement.
+"""The evaluation harness: it, not the agent, owns the measurement.
 
 For each test task and independent run it runs stages of E parallel episodes until the
 experience budget B is spent, calling ``adapter.adapt()`` after each stage, then V final
@@ -10,6 +10,7 @@ counts every environment step itself, in meta-training too.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import subprocess
@@ -27,7 +28,17 @@ from metarl_bench.agents import Adapter, Agent, Transition
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.benchmarks import benchmark as get_benchmark
 from metarl_bench.family import Family
-from metarl_bench.results import Record
+from metarl_bench.results import (
+    Record,
+    RecordError,
+    as_json,
+    check_variant_name,
+    config_differences,
+    format_differences,
+    load_record,
+    record_path,
+    variant_name,
+)
 from metarl_bench.tasks import Task
 
 
@@ -164,21 +175,138 @@ def provenance() -> dict[str, Any]:
     }
 
 
+class RecordConflict(ValueError):
+    """Saving would replace a record of another agent or configuration."""
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int if it is an integer >= 0, else ``ValueError`` naming it."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed {seed!r} is not allowed: seeds are integers >= 0")
+    return int(seed)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a record of ``agent`` on ``benchmark`` is, besides the benchmark and seed: the
+    agent's name, its resolved config, the variant (folder and row) name, and whether that
+    name was chosen by the user rather than derived from the config."""
+
+    agent: str
+    config: dict[str, Any]
+    variant: str
+    named: bool
+    changed: dict[str, Any]  # the settings that differ from the benchmark's default config
+    field_defaults: dict[str, Any]
+
+
+def _default_agent(agent: Agent) -> Agent:
+    from metarl_bench.agents import agent as make_agent
+    from metarl_bench.agents import agent_names
+
+    if agent.name in agent_names():
+        return make_agent(agent.name)
+    return type(agent)()
+
+
+def resolve_identity(agent: Agent, bench: Benchmark, name: str | None = None) -> Identity:
+    """The identity of ``agent``'s record on ``bench``; configures ``agent`` for ``bench``.
+
+    The config is compared with the one the same agent gets with no overrides (dataclass
+    defaults, then the benchmark's tuned values); the settings that differ name the
+    variant (``ucb1@c=0.5``) unless ``name`` is given. An override equal to the default
+    gives the default record, named after the agent.
+    """
+    agent.configure(bench)
+    config = as_json(agent.resolved_config())
+    default = _default_agent(agent)
+    default.configure(bench)
+    base = as_json(default.resolved_config())
+    changed = {k: v for k, v in config.items() if base.get(k, object()) != v}
+    field_defaults: dict[str, Any] = {}
+    if dataclasses.is_dataclass(agent.config):
+        for f in dataclasses.fields(agent.config):
+            if f.default is not dataclasses.MISSING:
+                field_defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                field_defaults[f.name] = f.default_factory()
+    if name is None or (name == agent.name and not changed):
+        return Identity(agent.name, config, variant_name(agent.name, changed), False, changed,
+                        as_json(field_defaults))
+    from metarl_bench.agents import agent_names
+
+    check_variant_name(name)
+    if name == agent.name:
+        raise ValueError(
+            f"--name {name!r} is the default configuration's name, but this config differs from it "
+            f"({', '.join(sorted(changed))}); choose another name"
+        )
+    if name in agent_names():
+        raise ValueError(f"--name {name!r} is the name of another agent; choose another name")
+    return Identity(agent.name, config, name, True, changed, as_json(field_defaults))
+
+
+def check_slot(path: Path, ident: Identity, replace: bool = False) -> str | None:
+    """Whether a record of ``ident`` may be written at ``path``.
+
+    Returns None when the place is free, holds an unreadable file, or holds a record of
+    the same agent and config (a rerun); a note when it holds a record of the same agent
+    whose config differs in a place named after the config (the benchmark's defaults
+    changed since, so that record is stale and is replaced); raises
+    :class:`RecordConflict` when it holds another agent's record, or another config
+    under a user-chosen name (unless ``replace``).
+    """
+    if not path.exists():
+        return None
+    try:
+        old = load_record(path)
+    except RecordError:
+        return None  # unreadable: the new record replaces it
+    if old.agent_name != ident.agent:
+        raise RecordConflict(
+            f"{path} holds a record of agent {old.agent_name!r}; it is never replaced by agent "
+            f"{ident.agent!r}. Choose another --name."
+        )
+    diff = config_differences(old.agent.get("config") or {}, ident.config, ident.field_defaults)
+    if not diff:
+        return None
+    if ident.named and not replace:
+        raise RecordConflict(
+            f"{path} holds {ident.variant!r} with another config ({format_differences(diff)}); "
+            f"choose another --name, or pass --force to replace it"
+        )
+    return f"{path} was written with another config ({format_differences(diff)}); it is replaced"
+
+
 def evaluate(
     agent: Agent,
     benchmark: Benchmark | str,
     seed: int = 0,
     progress: bool = False,
     results: str | Path | None = None,
+    name: str | None = None,
+    replace: bool = False,
 ) -> Record:
     """Meta-train ``agent`` on ``benchmark``'s train tasks, then run the protocol on its test tasks.
 
-    With ``results`` set, the record is also written (atomically) under that folder.
+    With ``results`` set, the record is also written (atomically) under that folder, at
+    ``<results>/<benchmark id>/<variant>/seed-<n>.json``: the variant is the agent's name
+    for its default config on the benchmark, else ``name`` or a name derived from the
+    settings that differ (see :func:`resolve_identity`). Before any work, the place is
+    checked (:func:`check_slot`: a record of another agent, or of another config under a
+    chosen ``name`` unless ``replace``, is never overwritten) and the folder is checked
+    to be writable.
     """
+    seed = check_seed(seed)
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     reason = agent.supports(bench)
     if reason is not None:
         raise NotSupported(f"agent {agent.name!r} does not run on {bench.id}: {reason}")
+    ident = resolve_identity(agent, bench, name)
+    path = record_path(results, bench.id, ident.variant, seed) if results is not None else None
+    if path is not None:
+        check_slot(path, ident, replace)
+        _check_writable(path.parent)
     agent.configure(bench)
     if bench.family.kind == "supervised":
         from metarl_bench.supervised import evaluate_supervised
@@ -186,9 +314,24 @@ def evaluate(
         record = evaluate_supervised(agent, bench, seed=seed, progress=progress)
     else:
         record = _evaluate_rl(agent, bench, seed, progress)
-    if results is not None:
-        record.save(results)
+    record.agent["config"] = ident.config
+    if ident.variant != agent.name:
+        record.agent["variant"] = ident.variant
+        record.agent["changed"] = ident.changed
+    if path is not None:
+        check_slot(path, ident, replace)  # again: another process may have written it meanwhile
+        record.save(results)  # type: ignore[arg-type]
     return record
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and a file in it, so a read-only or full disk fails before the work."""
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(prefix=".tmp-", dir=folder) as f:
+        f.write(b"x")
+        f.flush()
 
 
 def _evaluate_rl(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> Record:

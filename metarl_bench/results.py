@@ -1,10 +1,17 @@
-"""Results records: one schema-versioned JSON file per (benchmark, agent, seed).
+"""Results records: one schema-versioned JSON file per (benchmark, agent config, seed).
 
-``record.to_dict()`` is exactly the JSON written under
-``results/<benchmark id>/<agent>/seed-<n>.json``. Writes are atomic (temporary file in
-the same folder, fsync, ``os.replace``), so an interrupted run never leaves half a
-file. :func:`load_record` validates and raises :class:`RecordError` naming the file and
-the problem.
+A record's identity is its benchmark (id, version, task hash), its agent's name, the
+agent's resolved configuration and its seed. ``record.to_dict()`` is exactly the JSON
+written under ``results/<benchmark id>/<variant>/seed-<n>.json``, where the variant is
+the agent's name for its default configuration on that benchmark and otherwise a name of
+its own: derived from the settings that differ from the default (``ucb1@c=0.5``, see
+:func:`variant_name`) or chosen by the user (``--name``). So a non-default configuration
+is stored beside the default, never over it.
+
+Writes are atomic (temporary file in the same folder, fsync, ``os.replace``) and get the
+mode a plain ``open`` would give under the process's umask, so an interrupted run never
+leaves half a file and a shared results folder stays readable. :func:`load_record`
+validates and raises :class:`RecordError` naming the file and the problem.
 
 Per-episode returns are stored as compact arrays: little-endian float32, zlib, base64,
 with their shape, so a bandit record of 1,000 tasks x 10 runs x 110 episodes stays small.
@@ -14,8 +21,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -111,9 +120,22 @@ class Record:
         for key, sub in (("benchmark", ["id", "version", "task_hash", "headline"]), ("agent", ["name", "config"])):
             if not isinstance(d[key], dict) or any(s not in d[key] for s in sub):
                 raise RecordError(f"{where}: field {key!r} must be an object with {sub}")
+        seed = d["seed"]
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise RecordError(f"{where}: seed must be an integer >= 0, got {seed!r}; the file was edited. "
+                              f"Delete it and re-run `metarl-bench run` for this benchmark/agent/seed.")
+        variant = d["agent"].get("variant")
+        if variant is not None and (not isinstance(variant, str) or not _VARIANT_RE.fullmatch(variant)):
+            raise RecordError(f"{where}: agent.variant must be a folder-safe name, got {variant!r}")
         eps = d["episodes"]
         if not isinstance(eps, dict) or not {"returns", "x", "phase"} <= set(eps):
             raise RecordError(f"{where}: 'episodes' must hold returns, x and phase")
+        if not isinstance(eps["x"], list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in eps["x"]
+        ):
+            raise RecordError(f"{where}: episodes.x must be a list of numbers")
+        if not isinstance(eps["phase"], list) or not all(p in ("budget", "final") for p in eps["phase"]):
+            raise RecordError(f"{where}: episodes.phase must be a list of 'budget'/'final'")
         returns = decode_array(eps["returns"], f"{where}: episodes.returns")
         if returns.ndim != 3:
             raise RecordError(f"{where}: episodes.returns must be tasks x runs x episodes, got shape {returns.shape}")
@@ -129,7 +151,7 @@ class Record:
         return cls(
             benchmark=d["benchmark"],
             agent=d["agent"],
-            seed=int(d["seed"]),
+            seed=seed,
             meta_train=d["meta_train"],
             returns=returns,
             x=np.asarray(eps["x"], dtype=np.float64),
@@ -185,6 +207,87 @@ def record_path(root: str | Path, benchmark_id: str, variant: str, seed: int) ->
     return Path(root) / benchmark_id / variant / f"seed-{seed}.json"
 
 
+# A variant is one folder name: letters, digits and ``._+=,@~-``, at most 120 characters.
+_VARIANT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,@~-]{0,119}")
+_MAX_VARIANT = 120
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "none"}[v]
+    if isinstance(v, float):
+        return repr(v)  # the shortest text that reads back as v: 0.5, 1e-05, 1.0
+    if isinstance(v, (list, tuple)):
+        return "-".join(_value_text(x) for x in v)
+    return str(v)
+
+
+def variant_name(agent_name: str, changed: dict[str, Any]) -> str:
+    """The folder and row name of ``agent_name`` run with the settings ``changed`` from its
+    default configuration: the agent's name when nothing changed, else
+    ``<agent>@key=value,key=value`` with the keys sorted.
+
+    Deterministic and folder-safe: characters other than letters, digits and ``._+=,-`` in
+    a value become ``_``, and a name that had to be altered or shortened ends with ``~``
+    and 8 hex digits of a hash of the exact settings, so different settings never share a
+    name.
+    """
+    if not changed:
+        return agent_name
+    body = ",".join(f"{k}={_value_text(changed[k])}" for k in sorted(changed))
+    safe = re.sub(r"[^A-Za-z0-9._+=,-]", "_", body)
+    name = f"{agent_name}@{safe}"
+    if safe != body or len(name) > _MAX_VARIANT:
+        digest = hashlib.sha256(
+            json.dumps(changed, sort_keys=True, default=_json_default).encode()
+        ).hexdigest()[:8]
+        name = f"{name[: _MAX_VARIANT - 9]}~{digest}"
+    return name
+
+
+def check_variant_name(name: str) -> str:
+    """``name`` if it can be a user-chosen variant name (``--name``), else ``ValueError``."""
+    if not _VARIANT_RE.fullmatch(name) or "@" in name:
+        raise ValueError(
+            f"--name {name!r} is not a usable name: use letters, digits and ._+=,~- (no '@', which marks "
+            f"names derived from settings), starting with a letter or digit, at most {_MAX_VARIANT} characters"
+        )
+    return name
+
+
+def as_json(obj: Any) -> Any:
+    """``obj`` as it reads back from a record's JSON (tuples become lists, numpy scalars numbers)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def config_differences(
+    stored: dict[str, Any], requested: dict[str, Any], field_defaults: dict[str, Any] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """The settings on which a stored config and a requested one differ: ``{key: (stored, requested)}``.
+
+    Both are compared as JSON. A key absent from the stored config (a field added to the
+    agent after the record was written) counts as equal when the requested value is that
+    field's default in ``field_defaults``, since a new field's default keeps the old behaviour.
+    """
+    a, b = as_json(stored), as_json(requested)
+    defaults = as_json(field_defaults or {})
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(a) | set(b)):
+        if key in a and key in b:
+            if a[key] != b[key]:
+                out[key] = (a[key], b[key])
+        elif key in b:
+            if key not in defaults or defaults[key] != b[key]:
+                out[key] = ("<absent>", b[key])
+        else:
+            out[key] = (a[key], "<absent>")
+    return out
+
+
+def format_differences(diff: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k}: {s!r} stored, {r!r} requested" for k, (s, r) in diff.items())
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -200,27 +303,69 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, default=_json_default, allow_nan=False, separators=(",", ":")))
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux)."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only read here)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, with the mode ``open(path, "w")`` would give.
+
+    ``mkstemp`` creates its file readable by its owner only; the file is given
+    ``0o666 & ~umask`` before the rename, so others can read a shared results folder.
+    """
+    write_files_atomically({path: text})
+
+
+def write_files_atomically(files: dict[str | Path, str]) -> None:
+    """Write several files, each atomically: all temporary files are written and synced
+    first, then renamed in order, so a failure while writing (a full disk) changes none."""
+    mode = 0o666 & ~current_umask()
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path_, text in files.items():
+            path = Path(path_)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                os.fsync(f.fileno())
+        while staged:
+            tmp, path = staged[0]
+            os.replace(tmp, path)
+            staged.pop(0)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def load_record(path: str | Path) -> Record:
+    """Read and validate one record; any problem is a :class:`RecordError` naming ``path``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc})") from None
+        raise RecordError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            f"{path}: not UTF-8 text (byte {exc.start}); the file is damaged or not a record. "
+            f"Delete it and re-run `metarl-bench run` for this benchmark/agent/seed."
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -17,7 +17,9 @@ def test_evaluate_prints_scores_and_writes_the_record(tmp_path, capsys):
     assert main(args + ["--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "online" in out and "final" in out
-    assert (tmp_path / "MetaRL/Bandit-k5-n10-smoke-v0/ucb1/seed-0.json").exists()
+    # c=1.0 is not ucb1's default (sqrt 2): the record goes beside the default's place
+    assert (tmp_path / "MetaRL/Bandit-k5-n10-smoke-v0/ucb1@c=1.0/seed-0.json").exists()
+    assert not (tmp_path / "MetaRL/Bandit-k5-n10-smoke-v0/ucb1").exists()
 
 
 def test_run_is_resumable(tmp_path, capsys):
