@@ -1,4 +1,4 @@
-"""The agent/adapter protocol (DESIGN section 4) and the agent registry.
+"""The agent/adapter protocol and the agent registry.
 
 An :class:`Agent` has two phases. ``meta_train(ctx)`` learns from the benchmark's train
 tasks through environments the harness hands out and counts (a no-op for references).
@@ -17,13 +17,23 @@ overrides at once; the harness resolves the final config per benchmark as
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import hashlib
 import importlib
+import json
+import math
+import os
+import re
+import tempfile
+import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import yaml
 
 from metarl_bench.family import UnknownIdError
 
@@ -71,6 +81,9 @@ class Adapter:
 class AgentConfig:
     """Base of agent configs (typed dataclasses; one docstring line per field)."""
 
+    nonfinite_fields: ClassVar[tuple[str, ...]] = ()
+    """Float fields that accept inf or nan (documented per field); every other float must be finite."""
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field for values out of range."""
 
@@ -89,10 +102,16 @@ class Agent:
         self.config = build_config(self.config_cls, {}, self.overrides, self.name)
 
     def configure(self, benchmark: Any) -> AgentConfig:
-        """Resolve the config for ``benchmark``: defaults <- tuned YAML <- overrides."""
-        tuned = tuned_config(self.name, benchmark.id)
+        """Resolve the config for ``benchmark``: defaults <- tuned YAML <- overrides, then
+        :meth:`check_benchmark`, so that a config that cannot run fails before any work."""
+        tuned = tuned_config(self.name, benchmark.id, self.config_cls)
         self.config = build_config(self.config_cls, tuned, self.overrides, self.name)
+        self.check_benchmark(benchmark)
         return self.config
+
+    def check_benchmark(self, benchmark: Any) -> None:
+        """Raise ``ValueError`` if the resolved config cannot run on ``benchmark`` (e.g. a stage
+        size that does not divide its budget); called by :meth:`configure`."""
 
     def supports(self, benchmark: Any) -> str | None:
         """``None`` if the agent runs on ``benchmark``, else the reason it does not."""
@@ -116,41 +135,178 @@ def _config_dir() -> Path:
     return Path(b.__file__).resolve().parent / "configs"
 
 
-def tuned_config(agent_name: str, benchmark_id: str) -> dict[str, Any]:
+class ConfigFileError(ValueError):
+    """A learner's YAML config file cannot be used (the message names the file and the place)."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML's safe schema, with numbers read as a user writes them: ``1e-3``, ``1e10``,
+    ``10_000``, ``inf`` and ``nan`` are numbers (PyYAML's YAML 1.1 rules read the first two
+    as strings), and integers are decimal (``010`` is 10, not octal; ``1:30`` is text)."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+# Integers first: a string both patterns match ("10") is an int.
+ConfigLoader.add_implicit_resolver(
+    _INT, re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)$"), list("-+0123456789")
+)
+ConfigLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?
+              |[-+]?\.?(?:inf|Inf|INF)
+              |\.?(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789.iInN"),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-")
+    return sign * int(body, {"0x": 16, "0o": 8}.get(body[:2], 10))
+
+
+ConfigLoader.add_constructor(_INT, _construct_int)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    return " ".join(str(getattr(exc, "problem", None) or exc).split())
+
+
+def parse_value(text: str) -> Any:
+    """A config value written as text (``--set key=value``): ``1e-3`` and ``inf`` are floats,
+    ``20`` an int, ``[64, 64]`` a list, ``true`` a bool, other text a string (see :class:`ConfigLoader`)."""
+    try:
+        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ValueError(
+            f"cannot read {text!r} as a value ({_yaml_problem(exc)}); write numbers as 1e-3 or 20, "
+            "lists as [64, 64], text as is"
+        ) from None
+
+
+def _read_config_file(path: Path) -> tuple[Any, dict[str, int]]:
+    """The data of a YAML config file and the line of each top-level key; errors name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigFileError(f"{path}{where}: invalid YAML: {_yaml_problem(exc)}") from None
+    finally:
+        loader.dispose()
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    return data, lines
+
+
+def config_entries(path: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The entries of a tuned-config file: key -> (where, mapping), checked.
+
+    The file maps benchmark ids (or ``default``) to mappings of config field -> value. A
+    key that names no registered benchmark, or an entry that is not a mapping, is a
+    :class:`ConfigFileError` naming the file, the line and the key.
+    """
+    data, lines = _read_config_file(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{path}: expected a mapping of benchmark id -> config, got {type(data).__name__}")
+    from metarl_bench.benchmarks import benchmark_ids
+
+    known = benchmark_ids()
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for key, entry in data.items():
+        where = f"{path}, line {lines[str(key)]}" if str(key) in lines else str(path)
+        if key != "default" and key not in known:
+            close = difflib.get_close_matches(str(key), known, n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigFileError(
+                f"{where}: key {key!r} matches no registered benchmark.{hint} Keys are benchmark ids "
+                "(`metarl-bench list benchmarks`) or 'default'"
+            )
+        if entry is None:  # an empty entry: the defaults
+            entry = {}
+        if not isinstance(entry, dict):
+            raise ConfigFileError(
+                f"{where}: entry {key!r} must be a mapping of config field -> value, got {type(entry).__name__} {entry!r}"
+            )
+        out[str(key)] = (where, entry)
+    return out
+
+
+def tuned_config(
+    agent_name: str, benchmark_id: str, config_cls: type[AgentConfig] | None = None
+) -> dict[str, Any]:
     """The tuned config of ``agent_name`` for ``benchmark_id`` from its YAML file, if any.
 
     Keys of the YAML file are benchmark ids; ``default`` applies to the rest. A smoke-tier
-    benchmark (``...-smoke-vN``) falls back to its quick-tier id.
+    benchmark (``...-smoke-vN``) falls back to its quick-tier id. With ``config_cls`` the
+    fields of every entry used are checked, and an error names the file, line and key.
     """
-    import yaml
-
     path = _config_dir() / f"{agent_name}.yaml"
     if not path.exists():
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of benchmark id -> config, got {type(data).__name__}")
+    entries = config_entries(path)
     base = benchmark_id.replace("-smoke-v", "-v")
-    out: dict[str, Any] = dict(data.get("default") or {})
-    out.update(data.get(base) or {})
-    if base != benchmark_id:
-        out.update(data.get(benchmark_id) or {})
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(["default", base, benchmark_id]):
+        if key not in entries:
+            continue
+        where, entry = entries[key]
+        if config_cls is not None:
+            try:
+                check_overrides(config_cls, entry, agent_name)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{where}, entry {key!r}: {exc}") from None
+        out.update(entry)
     return out
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _integral_float(value: Any) -> bool:
+    """A float a user wrote for a whole number (``1e4``): finite with no fractional part."""
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
+
+
+def _item_types(tp: Any, n: int) -> list[Any]:
+    args = typing.get_args(tp)
+    if not args:
+        return [Any] * n
+    if len(args) == 1 or Ellipsis in args:
+        return [args[0]] * n
+    return [args[i] if i < len(args) else Any for i in range(n)]
 
 
 def _type_ok(tp: Any, value: Any) -> bool:
     origin = typing.get_origin(tp)
     if tp is Any:
         return True
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+    if _is_union(tp):
         return any(_type_ok(a, value) for a in typing.get_args(tp))
     if origin is typing.Literal:
         return value in typing.get_args(tp)
     if origin in (tuple, list):
         if not isinstance(value, (tuple, list)):
             return False
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        return all(_type_ok(args[0], v) for v in value) if args else True
+        return all(_type_ok(t, v) for t, v in zip(_item_types(tp, len(value)), value))
     if origin is dict:
         return isinstance(value, dict)
     if tp is type(None):
@@ -158,7 +314,7 @@ def _type_ok(tp: Any, value: Any) -> bool:
     if tp is bool:
         return isinstance(value, bool)
     if tp is int:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)) or _integral_float(value)
     if tp is float:
         return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if isinstance(tp, type):
@@ -167,22 +323,40 @@ def _type_ok(tp: Any, value: Any) -> bool:
 
 
 def _coerce(tp: Any, value: Any) -> Any:
+    if _is_union(tp):
+        for arg in typing.get_args(tp):
+            if _type_ok(arg, value):
+                return _coerce(arg, value)
+        return value
     if tp is float and not isinstance(value, bool):
         return float(value)
-    if typing.get_origin(tp) is tuple and isinstance(value, list):
-        return tuple(value)
+    if tp is int and _integral_float(value):
+        return int(value)
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list) and isinstance(value, (tuple, list)):
+        items = [_coerce(t, v) for t, v in zip(_item_types(tp, len(value)), value)]
+        return tuple(items) if origin is tuple else items
     return value
 
 
+def _nonfinite(value: Any) -> bool:
+    if isinstance(value, (float, np.floating)):
+        return not math.isfinite(value)
+    if isinstance(value, (tuple, list)):
+        return any(_nonfinite(v) for v in value)
+    return False
+
+
 def check_overrides(config_cls: type[AgentConfig], overrides: dict[str, Any], agent_name: str) -> dict[str, Any]:
+    """``overrides`` checked against ``config_cls``'s fields and types, numbers coerced to the
+    field's type; unknown fields are a ``TypeError``, non-finite numbers a ``ValueError``
+    (unless the field is listed in ``config_cls.nonfinite_fields``)."""
     hints = typing.get_type_hints(config_cls)
     names = [f.name for f in dataclasses.fields(config_cls)]
     out = {}
     for key, value in overrides.items():
         if key not in names:
-            import difflib
-
-            close = difflib.get_close_matches(key, names, n=3)
+            close = difflib.get_close_matches(str(key), names, n=3)
             hint = f" Did you mean {close}?" if close else ""
             raise TypeError(f"agent {agent_name!r} has no config field {key!r}.{hint} Its fields: {names}")
         if not _type_ok(hints[key], value):
@@ -190,6 +364,8 @@ def check_overrides(config_cls: type[AgentConfig], overrides: dict[str, Any], ag
                 f"agent {agent_name!r}: config field {key!r} must be {_type_name(hints[key])}, "
                 f"got {value!r} ({type(value).__name__})"
             )
+        if _nonfinite(value) and key not in config_cls.nonfinite_fields:
+            raise ValueError(f"agent {agent_name!r}: config field {key!r} must be a finite number, got {value!r}")
         out[key] = _coerce(hints[key], value)
     return out
 
@@ -208,10 +384,148 @@ def build_config(
 
 
 def positive(agent: str, **fields: float) -> None:
-    """Config validation helper: every named value must be > 0."""
+    """Config validation helper: every named value must be a finite number > 0."""
     for key, value in fields.items():
+        if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+            raise ValueError(f"agent {agent!r}: config field {key!r} must be a finite number, got {value!r}")
         if not value > 0:
             raise ValueError(f"agent {agent!r}: config field {key!r} must be > 0, got {value!r}")
+
+
+# --- divergence ----------------------------------------------------------------------------
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """A short hash of a resolved config (what a checkpoint's name tells configs apart by);
+    ``checkpoint_dir``, a place rather than a setting, is left out."""
+    settings = {k: v for k, v in config.items() if k != "checkpoint_dir"}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def checkpoint_folder(results: str | Path | None = None, checkpoints: str | Path | None = None) -> Path:
+    """Where divergence checkpoints go: ``checkpoints`` if given, else ``<results>/.checkpoints``
+    beside the records, else (no results folder) ``metarl-bench-checkpoints`` in the system's
+    temporary folder."""
+    if checkpoints is not None:
+        return Path(checkpoints)
+    if results is not None:
+        return Path(results) / ".checkpoints"
+    return Path(tempfile.gettempdir()) / "metarl-bench-checkpoints"
+
+
+def checkpoint_path(folder: str | Path, benchmark_id: str, agent: str, config: Mapping[str, Any], seed: int) -> Path:
+    """``<folder>/<benchmark id>/<agent>/seed-<seed>-config-<digest>.last-good.pt``, laid out as
+    the records are, with the run's own seed and the hash of the agent's resolved config."""
+    return Path(folder) / benchmark_id / agent / f"seed-{seed}-config-{config_digest(config)}.last-good.pt"
+
+
+def _rebuild_divergence(cls: type[DivergenceError], fields: dict[str, Any]) -> DivergenceError:
+    err = cls.__new__(cls)
+    err.__dict__.update(fields)
+    err.args = (str(err),)
+    return err
+
+
+class DivergenceError(FloatingPointError):
+    """Meta-training produced a NaN or inf (loss, gradient or parameters) and stopped.
+
+    ``iteration`` is the diverging iteration, counted from 1, so ``state`` holds the
+    parameters after ``iteration - 1`` completed iterations (0: the initial ones), the
+    last finite ones. :func:`metarl_bench.evaluate` saves them with :meth:`save` (beside
+    the results, or where its ``checkpoints`` argument says) and the message names the
+    file; ``torch.load`` reads it back: a dict with ``state`` and what produced it.
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        benchmark_id: str,
+        what: str,
+        iteration: int,
+        total: int | None,
+        state: Mapping[str, Any] | None,
+        fix: str,
+        config: Mapping[str, Any] | None = None,
+        unit: str = "iteration",
+        folder: str | Path | None = None,
+    ) -> None:
+        self.agent, self.benchmark_id, self.what = agent, benchmark_id, what
+        self.iteration, self.total, self.unit, self.fix = int(iteration), total, unit, fix
+        self.config = dict(config or {})
+        self.state = _snapshot(state) if state is not None else None
+        self.folder = Path(folder) if folder else None  # an agent's own choice, else the caller's
+        self.path: Path | None = None
+        self.save_error: str | None = None
+        super().__init__(str(self))
+
+    @property
+    def completed(self) -> int:
+        """Iterations completed before the divergence: the saved parameters are after this many."""
+        return self.iteration - 1
+
+    def __str__(self) -> str:
+        of = f" of {self.total}" if self.total else ""
+        head = f"{self.agent} on {self.benchmark_id}: non-finite {self.what} at {self.unit} {self.iteration}{of}; training stopped."
+        last = f"after {self.unit} {self.completed}" if self.completed > 0 else f"the initial ones, before {self.unit} 1"
+        if self.path is not None:
+            kept = f"The last good parameters ({last}) are saved in {self.path} (torch.load it)."
+        elif self.save_error is not None:
+            kept = f"The last good parameters ({last}) could not be saved: {self.save_error}."
+        else:
+            kept = (f"The last good parameters ({last}) are in this error's .state (metarl_bench.evaluate saves "
+                    "them beside the results).")
+        return f"{head} {kept} {self.fix}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (process pools) despite the keyword fields
+        return _rebuild_divergence, (type(self), dict(self.__dict__))
+
+    def save(self, folder: str | Path, seed: int) -> Path | None:
+        """Write the last good parameters to :func:`checkpoint_path` under ``folder`` (or the
+        folder the agent chose) for run ``seed``, atomically; returns the path (None if writing
+        failed: the message then says why). The state is dropped from the error once written."""
+        if self.state is None:
+            return self.path
+        path = checkpoint_path(self.folder or folder, self.benchmark_id, self.agent, self.config, seed)
+        import torch
+
+        payload = {
+            "state": self.state,
+            "iteration": self.completed,  # completed iterations: the parameters are after this many
+            "diverged_at": self.iteration,
+            "what": self.what,
+            "agent": self.agent,
+            "benchmark": self.benchmark_id,
+            "seed": int(seed),
+            "config": self.config,
+        }
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            self.save_error = f"{type(exc).__name__}: {exc} (writing {path}); pass another checkpoint folder"
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            self.args = (str(self),)
+            return None
+        self.path, self.state = path, None
+        self.args = (str(self),)
+        return path
+
+
+def _snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A detached copy of a state dict (tensors cloned, nested dicts copied)."""
+    out: dict[str, Any] = {}
+    for k, v in state.items():
+        if hasattr(v, "detach"):
+            out[k] = v.detach().clone()
+        elif isinstance(v, Mapping):
+            out[k] = _snapshot(v)
+        else:
+            out[k] = v
+    return out
 
 
 # --- registry ------------------------------------------------------------------------------

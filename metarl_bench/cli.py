@@ -27,18 +27,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 DEFAULT_RESULTS = "results"
 
 
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are read as a user writes them (``1e-3`` is a float,
+    ``[64, 64]`` a list; see :func:`metarl_bench.agents.parse_value`)."""
+    from metarl_bench.agents import parse_value
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise SystemExit(f"--set expects key=value (e.g. --set iterations=100), got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        if key in out:
+            raise ValueError(f"--set {key} is given twice ({out[key]!r} and {value!r}); give each key once")
+        try:
+            out[key] = parse_value(value)
+        except ValueError as exc:
+            raise ValueError(f"--set {key}={value}: {exc}") from None
     return out
 
 
