@@ -24,6 +24,7 @@ from metarl_bench.baselines.fewshot_common import (
     batched_forward,
     check_hidden,
     check_positive_int,
+    check_sample_budget,
     diverged,
     expand_params,
     params_of,
@@ -71,6 +72,11 @@ class PretrainedAgent(SupervisedAgent):
     description = "pretrained on all training tasks, fine-tuned on the K shots"
     config: PretrainedConfig
 
+    def check_benchmark(self, benchmark: Any) -> None:
+        # a support and a query set of K shots per task and iteration, trained on jointly
+        cfg = self.config
+        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * benchmark.protocol.shots)
+
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         cfg = self.config
         self.net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator())
@@ -85,7 +91,7 @@ class PretrainedAgent(SupervisedAgent):
             value = task_losses(ctx.problem.loss, batched_forward(self.net, params, x), y).mean()
             value.backward()
             if not all_finite(value, (p.grad for p in self.net.parameters())):
-                raise diverged(ctx, self.name, it, self.net.state_dict())
+                raise diverged(ctx, self.name, it, self.net.state_dict(), cfg)
             opt.step()
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, loss=float(value.detach()))

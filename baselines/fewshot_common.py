@@ -16,6 +16,7 @@ task's own gradient, all from one ``torch.autograd.grad`` call (:func:`inner_upd
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -25,8 +26,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from metarl_bench.agents import DivergenceError
 from metarl_bench.supervised import (
-    MetaTrainingDiverged,
     SupervisedAdapter,
     SupervisedTrainContext,
     task_losses,
@@ -219,21 +220,31 @@ def all_finite(loss: torch.Tensor, grads: Any = ()) -> bool:
     return bool(torch.isfinite(torch.stack(parts).sum()))
 
 
-def diverged(ctx: SupervisedTrainContext, agent: str, iteration: int, state: Mapping[str, Any]) -> MetaTrainingDiverged:
-    """Save the last good parameters and return the error to raise for a NaN/inf loss at ``iteration``.
+def diverged(
+    ctx: SupervisedTrainContext, agent: str, iteration: int, state: Mapping[str, Any], config: Any
+) -> DivergenceError:
+    """The error to raise for a NaN/inf loss or gradient at loop index ``iteration`` (from 0).
 
     ``state`` holds the parameters before this iteration's update (the update is skipped),
-    i.e. the result of the last iteration whose loss and gradients were finite.
+    i.e. the result of the last iteration whose loss and gradients were finite; the error
+    carries a copy, which :func:`metarl_bench.evaluate` saves (see :class:`DivergenceError`).
     """
-    path = ctx.checkpoint_path(agent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
-    torch.save({"iteration": iteration - 1, "state": snapshot, "benchmark": ctx.name, "seed": ctx.seed}, path)
-    return MetaTrainingDiverged(
-        f"{agent} on {ctx.name}: meta-training loss became NaN or inf at iteration {iteration}; "
-        f"the parameters after iteration {iteration - 1} (the last finite one) are saved in {path} "
-        f"(torch.load it). Lower outer_lr or inner_lr, or check the data for NaN"
+    cfg = dataclasses.asdict(config)
+    return DivergenceError(
+        agent, ctx.name, "meta-training loss or gradient", iteration + 1, cfg.get("iterations"), state,
+        "Lower outer_lr or inner_lr, or check the data for NaN.", config=cfg,
     )
+
+
+def check_sample_budget(agent: str, benchmark: Any, iterations: int, per_iteration: int) -> None:
+    """Refuse, before any work, a config whose meta-training would draw more labelled
+    examples than ``benchmark`` allows (``per_iteration`` examples in each of ``iterations``)."""
+    need, budget = iterations * per_iteration, benchmark.meta_train_steps
+    if need > budget:
+        raise ValueError(
+            f"agent {agent!r} on {benchmark.id}: {iterations:,} iterations x {per_iteration:,} labelled examples "
+            f"= {need:,}, over the meta-training budget of {budget:,}; lower iterations or meta_batch_size"
+        )
 
 
 def should_log(iteration: int, iterations: int) -> bool:

@@ -18,6 +18,7 @@ steps with the same alpha.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from metarl_bench.baselines.fewshot_common import (
     batched_forward,
     check_hidden,
     check_positive_int,
+    check_sample_budget,
     diverged,
     expand_params,
     inner_update,
@@ -104,7 +106,8 @@ def maml_step(net: nn.Module, opt: torch.optim.Optimizer, episode: Episode, loss
 
 
 def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: MAMLConfig, name: str) -> None:
-    """The MAML meta-training loop on ``ctx``'s train tasks (raises on a NaN loss, keeping a checkpoint)."""
+    """The MAML meta-training loop on ``ctx``'s train tasks (a NaN loss raises a ``DivergenceError``
+    carrying the last good parameters)."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg.outer_lr)
     sched = (
         torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / cfg.iterations) if cfg.lr_decay else None
@@ -113,7 +116,7 @@ def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: MAMLConfig
         episode = ctx.sample(cfg.meta_batch_size)
         value = maml_step(net, opt, episode, ctx.problem.loss, cfg)
         if value != value:  # NaN: the update was skipped
-            raise diverged(ctx, name, it, net.state_dict())
+            raise diverged(ctx, name, it, net.state_dict(), cfg)
         if sched is not None:
             sched.step()
         if should_log(it, cfg.iterations):
@@ -128,6 +131,11 @@ class MAMLAgent(SupervisedAgent):
     learns = True
     description = "MAML, second order (Finn et al. 2017)"
     config: MAMLConfig
+
+    def check_benchmark(self, benchmark: Any) -> None:
+        # one support and one query set of K shots per task and iteration
+        cfg = self.config
+        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * benchmark.protocol.shots)
 
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         self.net = ctx.problem.make_net(self.config.hidden_sizes, ctx.torch_generator())

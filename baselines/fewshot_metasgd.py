@@ -18,6 +18,7 @@ after three, inf after four).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +31,7 @@ from metarl_bench.baselines.fewshot_common import (
     batched_forward,
     check_hidden,
     check_positive_int,
+    check_sample_budget,
     diverged,
     expand_params,
     inner_update,
@@ -117,6 +119,11 @@ class MetaSGDAgent(SupervisedAgent):
     description = "Meta-SGD (Li et al. 2017)"
     config: MetaSGDConfig
 
+    def check_benchmark(self, benchmark: Any) -> None:
+        # one support and one query set of K shots per task and iteration
+        cfg = self.config
+        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * benchmark.protocol.shots)
+
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         cfg = self.config
         net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator(0))
@@ -128,7 +135,7 @@ class MetaSGDAgent(SupervisedAgent):
             value = outer_loss(self.learner, episode, ctx.problem.loss, cfg)
             value.backward()
             if not all_finite(value, (p.grad for p in self.learner.parameters())):
-                raise diverged(ctx, self.name, it, self.learner.state_dict())
+                raise diverged(ctx, self.name, it, self.learner.state_dict(), cfg)
             opt.step()
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, outer_loss=float(value.detach()))

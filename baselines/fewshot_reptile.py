@@ -14,6 +14,7 @@ time the adapter takes SGD steps with ``inner_lr`` on the K support points.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from metarl_bench.baselines.fewshot_common import (
     all_finite,
     check_hidden,
     check_positive_int,
+    check_sample_budget,
     diverged,
     inner_update,
     params_of,
@@ -99,6 +101,12 @@ class ReptileAgent(SupervisedAgent):
     description = "Reptile (Nichol et al. 2018)"
     config: ReptileConfig
 
+    def check_benchmark(self, benchmark: Any) -> None:
+        # inner_steps fresh support sets of K shots per task and iteration, no query set
+        cfg = self.config
+        check_sample_budget(self.name, benchmark, cfg.iterations,
+                            cfg.meta_batch_size * cfg.inner_steps * benchmark.protocol.shots)
+
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         cfg = self.config
         self.net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator())
@@ -109,7 +117,7 @@ class ReptileAgent(SupervisedAgent):
             step = cfg.outer_lr * (1.0 - it / cfg.iterations) if cfg.anneal else cfg.outer_lr
             moved = torch.stack([(phi[k] - v.detach()).abs().sum() for k, v in params.items()]).sum()
             if not all_finite(moved):
-                raise diverged(ctx, self.name, it, self.net.state_dict())
+                raise diverged(ctx, self.name, it, self.net.state_dict(), cfg)
             reptile_update(params, phi, step)
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, step_size=step, mean_abs_move=float(moved) / cfg.meta_batch_size)

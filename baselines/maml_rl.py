@@ -32,7 +32,7 @@ post-adaptation episodes, optimised with Adam for ``ppo_epochs`` epochs per meta
 the gradient flowing through the inner update: the PPO-MAML formulation of ProMP
 (Rothfuss et al. 2019, section 6 and appendix; clip 0.3, Adam 1e-3, 5 steps).
 
-Test-time adaptation (the harness, DESIGN section 5): one stage is ``fast_batch_size``
+Test-time adaptation (the harness's protocol): one stage is ``fast_batch_size``
 episodes per run, and ``adapt()`` takes one inner step per run on them, so the
 adaptation curve shows the return after 0, 1, 2, ... gradient steps.
 """
@@ -51,7 +51,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
+from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
 from metarl_bench.baselines.mlp_curvature import FisherProduct, InnerLossCurvature
 from metarl_bench.baselines.rl_common import (
     Episodes,
@@ -75,8 +75,9 @@ from metarl_bench.baselines.rl_common import (
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(FloatingPointError):
-    """A non-finite policy loss stopped meta-training; the policy keeps its last good parameters."""
+class TrainingDiverged(DivergenceError):
+    """A non-finite loss, gradient or parameter stopped meta-training; the policy keeps its
+    last good parameters, which the error carries (and the harness saves)."""
 
 
 # --- configs -------------------------------------------------------------------------------
@@ -217,11 +218,37 @@ class _GradientMetaLearner(Agent):
     config_cls = MAMLConfig
     learns = True
     config: MAMLConfig
+    divergence_fix: ClassVar[str] = "Lower fast_lr, or check the environment's rewards for NaN or huge values."
 
     def supports(self, benchmark: Any) -> str | None:
         if benchmark.family.kind != "rl":
             return "an RL meta-learner"
         return None
+
+    def check_benchmark(self, benchmark: Any) -> None:
+        """The test-time stage (``fast_batch_size`` episodes) must divide the benchmark's
+        budget of episodes, and one meta-iteration must fit its meta-training budget."""
+        if benchmark.family.kind != "rl":
+            return
+        cfg, budget = self.config, benchmark.protocol.budget_episodes
+        if cfg.fast_batch_size < budget and budget % cfg.fast_batch_size:
+            divisors = [d for d in range(1, budget + 1) if budget % d == 0]
+            raise ValueError(
+                f"agent {self.name!r} on {benchmark.id}: fast_batch_size={cfg.fast_batch_size} (the episodes of one "
+                f"adaptation stage) does not divide the budget of {budget} episodes; choose one of {divisors}"
+            )
+        steps = self.steps_per_iteration(benchmark)
+        if 0 < benchmark.meta_train_steps < steps:
+            raise ValueError(
+                f"agent {self.name!r} on {benchmark.id}: one meta-iteration takes {steps:,} env steps but the "
+                f"meta-training budget is {benchmark.meta_train_steps:,}; lower meta_batch_size, fast_batch_size "
+                "or num_steps"
+            )
+
+    def steps_per_iteration(self, benchmark: Any) -> int:
+        """The env steps one meta-iteration may take (whole-horizon episodes)."""
+        cfg = self.config
+        return (cfg.num_steps + 1) * cfg.meta_batch_size * cfg.fast_batch_size * (benchmark.family.horizon or 1)
 
     # -- construction --------------------------------------------------------------------
     def _build(self, ctx: Any, observation_space: Any, action_space: Any) -> None:
@@ -235,17 +262,19 @@ class _GradientMetaLearner(Agent):
             init_std=self.config.init_std,
         )
         self.generator = torch_generator(int(seeds[1]))
+        self.benchmark_id = ctx.benchmark.id
         self.checkpoint: dict[str, Any] = {"iteration": 0, "state_dict": copy.deepcopy(self.policy.state_dict())}
 
     def _save_checkpoint(self, iteration: int) -> None:
         self.checkpoint = {"iteration": iteration, "state_dict": copy.deepcopy(self.policy.state_dict())}
 
     def _diverged(self, iteration: int, what: str) -> TrainingDiverged:
+        """Restore the last good parameters (those after ``iteration - 1``) and return the error to raise."""
+        assert self.checkpoint["iteration"] == iteration - 1, "a checkpoint is taken after every meta-iteration"
         self.policy.load_state_dict(self.checkpoint["state_dict"])
         return TrainingDiverged(
-            f"agent {self.name!r}: non-finite {what} at meta-iteration {iteration}; training stopped. The policy "
-            f"keeps the parameters after iteration {self.checkpoint['iteration']} (agent.checkpoint). Lower "
-            "fast_lr or max_kl/outer_lr, or check the environment's rewards."
+            self.name, self.benchmark_id, what, iteration, self.config.iterations, self.checkpoint["state_dict"],
+            self.divergence_fix, config=self.resolved_config(), unit="meta-iteration",
         )
 
     # -- sampling ------------------------------------------------------------------------
@@ -410,6 +439,7 @@ class MAMLTRPO(_GradientMetaLearner):
     name = "maml-trpo"
     config_cls = MAMLTRPOConfig
     config: MAMLTRPOConfig
+    divergence_fix = "Lower fast_lr or max_kl, or check the environment's rewards for NaN or huge values."
     description = "MAML, vanilla-PG inner step, TRPO outer step with the second-order meta-gradient"
 
     def surrogate_loss(
@@ -569,6 +599,7 @@ class MAMLPPO(_GradientMetaLearner):
     name = "maml-ppo"
     config_cls = MAMLPPOConfig
     config: MAMLPPOConfig
+    divergence_fix = "Lower outer_lr or fast_lr, or check the environment's rewards for NaN or huge values."
     description = "MAML, vanilla-PG inner step, PPO-clip outer step (Adam) through the inner update"
 
     def _setup_optimiser(self) -> None:

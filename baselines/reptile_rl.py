@@ -59,6 +59,12 @@ class ReptileRL(_GradientMetaLearner):
     config_cls: ClassVar[type[AgentConfig]] = ReptileRLConfig
     config: ReptileRLConfig
     description = "Reptile: k inner policy-gradient steps per task, move towards the adapted parameters"
+    divergence_fix = "Lower fast_lr or meta_lr, or check the environment's rewards for NaN or huge values."
+
+    def steps_per_iteration(self, benchmark: Any) -> int:
+        """The env steps one meta-iteration may take: ``num_steps`` batches, no separate validation batch."""
+        cfg = self.config
+        return cfg.num_steps * cfg.meta_batch_size * cfg.fast_batch_size * (benchmark.family.horizon or 1)
 
     def _meta_train(self, ctx: Any) -> None:
         cfg = self.config
@@ -86,6 +92,8 @@ class ReptileRL(_GradientMetaLearner):
                     raise self._diverged(it, "inner-loop policy loss")
             eps = cfg.meta_lr * (1.0 - (it - 1) / cfg.iterations if cfg.anneal else 1.0)
             new = reptile_update(theta, params, eps)
+            if any_nonfinite(*new.values()):
+                raise self._diverged(it, "policy parameters")
             with torch.no_grad():
                 for k, p in self.policy.named_parameters():
                     p.copy_(new[k])

@@ -35,7 +35,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
+from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
 from metarl_bench.baselines.common import gae
 
 
@@ -114,7 +113,8 @@ class RL2Config(AgentConfig):
     num_threads: int = 1
     """torch CPU threads while training and acting (1 is fastest on a shared 2-core machine)."""
     checkpoint_dir: str = ""
-    """Where the last good parameters are saved if training hits a NaN (default: the temp dir)."""
+    """Folder for the last good parameters if training hits a NaN; empty: the harness's checkpoint
+    folder (beside the results, see ``metarl_bench.agents.checkpoint_folder``)."""
     log_every: int = 10
     """Record training metrics every this many updates."""
 
@@ -583,6 +583,28 @@ class RL2Agent(Agent):
         proto = benchmark.protocol
         return proto.budget_episodes + (proto.final_episodes if benchmark.headline == "final" else 0)
 
+    def check_benchmark(self, benchmark: Any) -> None:
+        """Before any work: the trial fits whole-trial BPTT (or is chunked) and one PPO update
+        fits the meta-training budget."""
+        if benchmark.family.kind != "rl" or benchmark.family.horizon is None:
+            return  # supports() says why rl2 does not run there
+        self.check_bptt(benchmark)
+        self.updates(benchmark, benchmark.meta_train_steps)
+
+    def updates(self, benchmark: Any, steps_left: int) -> int:
+        """PPO updates that fit ``steps_left`` env steps (and ``train_env_steps``); at least 1, else ``ValueError``."""
+        cfg = self.cfg
+        episodes, horizon = self.trial_episodes(benchmark), int(benchmark.family.horizon)
+        steps_per_update = cfg.num_trials * episodes * horizon
+        budget = min(cfg.train_env_steps, steps_left)
+        if budget < steps_per_update:
+            raise ValueError(
+                f"rl2 on {benchmark.id}: one update takes {steps_per_update:,} env steps ({cfg.num_trials} trials x "
+                f"{episodes} episodes x {horizon}) but only {budget:,} are allowed; lower num_trials or raise "
+                "train_env_steps"
+            )
+        return budget // steps_per_update
+
     def check_bptt(self, benchmark: Any) -> None:
         """Refuse a trial longer than ``max_bptt_steps`` unless BPTT is chunked."""
         cfg = self.cfg
@@ -603,14 +625,7 @@ class RL2Agent(Agent):
         episodes = self.trial_episodes(bench)
         horizon = int(bench.family.horizon)
         n = cfg.num_trials
-        steps_per_update = n * episodes * horizon
-        budget = min(cfg.train_env_steps, ctx.steps_left)
-        num_updates = budget // steps_per_update
-        if num_updates < 1:
-            raise ValueError(
-                f"rl2 on {bench.id}: one update takes {steps_per_update:,} env steps ({n} trials x {episodes} "
-                f"episodes x {horizon}) but only {budget:,} are allowed; lower num_trials or raise train_env_steps"
-            )
+        num_updates = self.updates(bench, ctx.steps_left)
         seeds = np.random.SeedSequence(ctx.seed).generate_state(3)
         rng = np.random.default_rng(int(seeds[0]))
         gen = torch.Generator().manual_seed(int(seeds[1]))
@@ -665,11 +680,10 @@ class RL2Agent(Agent):
                 bool(torch.isfinite(p).all()) for p in net.parameters()
             )
             if not finite:
-                path = self._save_checkpoint(good, ctx)
-                raise FloatingPointError(
-                    f"rl2 on {ctx.benchmark.id}: non-finite loss or parameters at PPO update {update} of "
-                    f"{num_updates}; the last good parameters (after update {update - 1}) are saved in {path}. "
-                    f"Lower learning_rate or reward_scale, or raise max_grad_norm clipping"
+                raise DivergenceError(
+                    self.name, ctx.benchmark.id, "loss or parameters", update + 1, num_updates, good,
+                    "Lower learning_rate or reward_scale, or clip gradients harder (a lower max_grad_norm).",
+                    config=self.resolved_config(), unit="PPO update", folder=cfg.checkpoint_dir or None,
                 )
             good = copy.deepcopy(net.state_dict())
             if update % cfg.log_every == 0 or update == num_updates - 1:
@@ -728,14 +742,6 @@ class RL2Agent(Agent):
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
         return {k: v / max(count, 1) for k, v in sums.items()}
-
-    def _save_checkpoint(self, state: dict[str, Any], ctx: Any) -> Path:
-        folder = Path(self.cfg.checkpoint_dir or tempfile.gettempdir())
-        folder.mkdir(parents=True, exist_ok=True)
-        safe = ctx.benchmark.id.replace("/", "_")
-        path = folder / f"rl2-{safe}-seed{ctx.seed}-last-good.pt"
-        torch.save(state, path)
-        return path
 
     def adapter(self, ctx: Any) -> Adapter:
         spec = _Spec(ctx.observation_space, ctx.action_space)

@@ -416,7 +416,8 @@ def checkpoint_folder(results: str | Path | None = None, checkpoints: str | Path
 
 def checkpoint_path(folder: str | Path, benchmark_id: str, agent: str, config: Mapping[str, Any], seed: int) -> Path:
     """``<folder>/<benchmark id>/<agent>/seed-<seed>-config-<digest>.last-good.pt``, laid out as
-    the records are, with the run's own seed and the hash of the agent's resolved config."""
+    the records are (``agent``: the record's variant name), with the run's own seed and the hash
+    of the agent's resolved config."""
     return Path(folder) / benchmark_id / agent / f"seed-{seed}-config-{config_digest(config)}.last-good.pt"
 
 
@@ -480,13 +481,14 @@ class DivergenceError(FloatingPointError):
     def __reduce__(self) -> tuple[Any, ...]:  # picklable (process pools) despite the keyword fields
         return _rebuild_divergence, (type(self), dict(self.__dict__))
 
-    def save(self, folder: str | Path, seed: int) -> Path | None:
+    def save(self, folder: str | Path, seed: int, variant: str | None = None) -> Path | None:
         """Write the last good parameters to :func:`checkpoint_path` under ``folder`` (or the
-        folder the agent chose) for run ``seed``, atomically; returns the path (None if writing
-        failed: the message then says why). The state is dropped from the error once written."""
+        folder the agent chose) for run ``seed`` (``variant``: the record's agent folder name,
+        default the agent's name), atomically; returns the path (None if writing failed: the
+        message then says why). The state is dropped from the error once written."""
         if self.state is None:
             return self.path
-        path = checkpoint_path(self.folder or folder, self.benchmark_id, self.agent, self.config, seed)
+        path = checkpoint_path(self.folder or folder, self.benchmark_id, variant or self.agent, self.config, seed)
         import torch
 
         payload = {

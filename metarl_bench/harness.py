@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl_bench.agents import Adapter, Agent, Transition
+from metarl_bench.agents import Adapter, Agent, DivergenceError, Transition, checkpoint_folder
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.benchmarks import benchmark as get_benchmark
 from metarl_bench.family import Family
@@ -286,6 +286,7 @@ def evaluate(
     results: str | Path | None = None,
     name: str | None = None,
     replace: bool = False,
+    checkpoints: str | Path | None = None,
 ) -> Record:
     """Meta-train ``agent`` on ``benchmark``'s train tasks, then run the protocol on its test tasks.
 
@@ -296,6 +297,10 @@ def evaluate(
     checked (:func:`check_slot`: a record of another agent, or of another config under a
     chosen ``name`` unless ``replace``, is never overwritten) and the folder is checked
     to be writable.
+
+    If meta-training diverges, the agent's last good parameters are saved (see
+    :class:`~metarl_bench.agents.DivergenceError`) in ``checkpoints``, else in
+    ``<results>/.checkpoints``, else in the system's temporary folder, and the error names the file.
     """
     seed = check_seed(seed)
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
@@ -308,12 +313,16 @@ def evaluate(
         check_slot(path, ident, replace)
         _check_writable(path.parent)
     agent.configure(bench)
-    if bench.family.kind == "supervised":
-        from metarl_bench.supervised import evaluate_supervised
+    try:
+        if bench.family.kind == "supervised":
+            from metarl_bench.supervised import evaluate_supervised
 
-        record = evaluate_supervised(agent, bench, seed=seed, progress=progress)
-    else:
-        record = _evaluate_rl(agent, bench, seed, progress)
+            record = evaluate_supervised(agent, bench, seed=seed, progress=progress)
+        else:
+            record = _evaluate_rl(agent, bench, seed, progress)
+    except DivergenceError as exc:  # keep the last good parameters where the records are
+        exc.save(checkpoint_folder(results, checkpoints), seed, ident.variant)
+        raise
     record.agent["config"] = ident.config
     if ident.variant != agent.name:
         record.agent["variant"] = ident.variant
