@@ -141,9 +141,10 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
+    from metarl_bench.harness import _check_writable
     from metarl_bench.sweep import check_seeds, cpu_count, job_status, plan, run_sweep
 
-    _results_folder(args.results, must_exist=False)
+    _check_writable(_results_folder(args.results, must_exist=False))
     config = _parse_set(args.set)
     _, repeated = check_seeds(args.seeds)
     if repeated:
@@ -178,9 +179,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.write(f"done: {job} -> {path}")
         else:
             failures.append((job, err))
-            bar.write(f"FAILED: {job}: {type(err).__name__}: {err}")
+            why = _os_error_line(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+            bar.write(f"FAILED: {job}: {why}")
 
-    run_sweep(todo, args.results, workers=workers, force=True, backend=args.backend, on_done=on_done)
+    run_sweep(todo, args.results, workers=workers, force=args.force, backend=args.backend, on_done=on_done)
     bar.close()
     return 1 if failures else 0
 

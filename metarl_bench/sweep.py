@@ -210,10 +210,9 @@ def claim(path: Path, wait: bool) -> Iterator[None]:
         os.close(fd)
 
 
-def run_job(job: Job, results: str, wait: bool = True) -> str:
-    """Claim the job, evaluate it unless it is done by now, and write its record; returns its path.
-
-    Without ``wait``, raises :class:`JobBusy` when another process holds the claim.
+def run_job(job: Job, results: str, wait: bool = True, force: bool = False) -> str:
+    """Claim the job, evaluate it unless it is done by now (or ``force``), and write its record;
+    returns its path. Without ``wait``, raises :class:`JobBusy` when another process holds the claim.
     """
     import metarl_bench
     from metarl_bench.harness import evaluate
@@ -224,7 +223,7 @@ def run_job(job: Job, results: str, wait: bool = True) -> str:
         torch.set_num_threads(1)
     path = job_path(job, results)
     with claim(path, wait):
-        if is_done(job, results):  # written by another process while we planned or waited
+        if not force and is_done(job, results):  # written by another process while we planned or waited
             return str(path)
         agent = metarl_bench.agent(job.agent, **dict(job.config))
         rec = evaluate(agent, job.benchmark, seed=job.seed, results=results, name=job.name, replace=job.replace)
@@ -323,24 +322,24 @@ def run_sweep(
             on_done(job, path, err)
 
     if backend == "ray":
-        _run_ray(todo, results, done)
+        _run_ray(todo, results, done, force)
     elif n_workers <= 1:
         busy: list[Job] = []
         for job in todo:
             try:
-                done(job, run_job(job, results, wait=False), None)
+                done(job, run_job(job, results, wait=False, force=force), None)
             except JobBusy:
                 busy.append(job)
             except Exception as exc:  # noqa: BLE001 - reported per job, the sweep goes on
                 done(job, None, exc)
         for job in busy:
             try:
-                done(job, run_job(job, results, wait=True), None)
+                done(job, run_job(job, results, wait=True, force=force), None)
             except Exception as exc:  # noqa: BLE001
                 done(job, None, exc)
     else:
         with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            futures: dict[Future[str], Job] = {pool.submit(run_job, j, results, False): j for j in todo}
+            futures: dict[Future[str], Job] = {pool.submit(run_job, j, results, False, force): j for j in todo}
             pending = set(futures)
             try:
                 while pending:
@@ -349,7 +348,7 @@ def run_sweep(
                         err = fut.exception()
                         job = futures[fut]
                         if isinstance(err, JobBusy):  # claimed elsewhere: wait for it after the rest
-                            again = pool.submit(run_job, job, results, True)
+                            again = pool.submit(run_job, job, results, True, force)
                             futures[again] = job
                             pending.add(again)
                             continue
@@ -360,7 +359,9 @@ def run_sweep(
     return written, failed
 
 
-def _run_ray(todo: list[Job], results: str, done: Callable[[Job, str | None, BaseException | None], None]) -> None:
+def _run_ray(
+    todo: list[Job], results: str, done: Callable[[Job, str | None, BaseException | None], None], force: bool = False
+) -> None:
     try:
         import ray
     except ImportError:
@@ -386,7 +387,7 @@ def _run_ray(todo: list[Job], results: str, done: Callable[[Job, str | None, Bas
         if errors:
             raise RuntimeError(f"Ray did not start (RAY_ADDRESS={address!r}): {errors[0]}") from errors[0]
     remote = ray.remote(num_cpus=1)(run_job)
-    refs = {remote.remote(j, results): j for j in todo}
+    refs = {remote.remote(j, results, True, force): j for j in todo}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
