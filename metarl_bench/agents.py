@@ -102,16 +102,16 @@ class Agent:
         self.config = build_config(self.config_cls, {}, self.overrides, self.name)
 
     def configure(self, benchmark: Any) -> AgentConfig:
-        """Resolve the config for ``benchmark``: defaults <- tuned YAML <- overrides, then
-        :meth:`check_benchmark`, so that a config that cannot run fails before any work."""
+        """Resolve the config for ``benchmark``: defaults <- tuned YAML <- overrides (types and
+        ranges checked; whether it can run on ``benchmark`` is :meth:`check_benchmark`'s)."""
         tuned = tuned_config(self.name, benchmark.id, self.config_cls)
         self.config = build_config(self.config_cls, tuned, self.overrides, self.name)
-        self.check_benchmark(benchmark)
         return self.config
 
     def check_benchmark(self, benchmark: Any) -> None:
-        """Raise ``ValueError`` if the resolved config cannot run on ``benchmark`` (e.g. a stage
-        size that does not divide its budget); called by :meth:`configure`."""
+        """Raise ``ValueError`` if the config resolved by :meth:`configure` cannot run on
+        ``benchmark`` (e.g. a stage size that does not divide its budget, or a meta-training
+        step that does not fit its budget). The harness calls it before any work."""
 
     def supports(self, benchmark: Any) -> str | None:
         """``None`` if the agent runs on ``benchmark``, else the reason it does not."""
@@ -609,6 +609,10 @@ class _ByKind(Agent):
         self.sees_task = self._impl.sees_task  # type: ignore[misc]
         self.config = self._impl.configure(benchmark)
         return self.config
+
+    def check_benchmark(self, benchmark: Any) -> None:
+        assert self._impl is not None, "configure(benchmark) first"
+        self._impl.check_benchmark(benchmark)
 
     def meta_train(self, ctx: Any) -> None:
         assert self._impl is not None, "configure(benchmark) first"

@@ -313,6 +313,7 @@ def evaluate(
         check_slot(path, ident, replace)
         _check_writable(path.parent)
     agent.configure(bench)
+    agent.check_benchmark(bench)  # a config that cannot run here fails before meta-training
     try:
         if bench.family.kind == "supervised":
             from metarl_bench.supervised import evaluate_supervised
