@@ -21,7 +21,7 @@ from gymnasium.envs.classic_control.pendulum import DEFAULT_X, DEFAULT_Y, Pendul
 from gymnasium.utils import seeding
 
 from metarl_bench.envbase import BatchedVectorEnv, MetaEnv
-from metarl_bench.family import Family, TaskDistribution
+from metarl_bench.family import BatchTolerance, Family, TaskDistribution
 from metarl_bench.tasks import Task, check_number
 
 SCALE_LOW, SCALE_HIGH = 0.5, 2.0
@@ -152,7 +152,7 @@ class CartPoleDynamicsEnv(CartPoleEnv, MetaEnv):
 
     def __init__(self, expose_task: bool = False, render_mode: str | None = None) -> None:
         CartPoleEnv.__init__(self, render_mode=render_mode)
-        self._init_task(CartPoleDynamicsTask(), expose_task, spaces.Box(-_CP_OBS_HIGH, _CP_OBS_HIGH))
+        self._init_task(CartPoleDynamicsFamily().default_task(), expose_task, spaces.Box(-_CP_OBS_HIGH, _CP_OBS_HIGH))
         # Initial states come from np_random as in Gymnasium; the counter streams are unused,
         # so never draw their seed from np_random (that would shift Gymnasium's sequence).
         self._seeded = True
@@ -183,7 +183,7 @@ class CartPoleDynamicsVectorEnv(_NpRandomBatch):
     def __init__(self, num_envs: int = 1, expose_task: bool = False) -> None:
         self.state = np.zeros((num_envs, 4))
         self._init_batch(
-            num_envs, CartPoleDynamicsTask(), expose_task, spaces.Box(-_CP_OBS_HIGH, _CP_OBS_HIGH), spaces.Discrete(2)
+            num_envs, CartPoleDynamicsFamily().default_task(), expose_task, spaces.Box(-_CP_OBS_HIGH, _CP_OBS_HIGH), spaces.Discrete(2)
         )
         self._init_generators()
 
@@ -268,7 +268,7 @@ class PendulumDynamicsEnv(PendulumEnv, MetaEnv):
 
     def __init__(self, expose_task: bool = False, render_mode: str | None = None) -> None:
         PendulumEnv.__init__(self, render_mode=render_mode)
-        self._init_task(PendulumDynamicsTask(), expose_task, spaces.Box(-_PD_OBS_HIGH, _PD_OBS_HIGH))
+        self._init_task(PendulumDynamicsFamily().default_task(), expose_task, spaces.Box(-_PD_OBS_HIGH, _PD_OBS_HIGH))
         self._seeded = True  # see CartPoleDynamicsEnv: np_random draws the initial states
         self._apply(self._task)  # type: ignore[arg-type]
 
@@ -296,7 +296,7 @@ class PendulumDynamicsVectorEnv(_NpRandomBatch):
         self.state = np.zeros((num_envs, 2))
         self._init_batch(
             num_envs,
-            PendulumDynamicsTask(),
+            PendulumDynamicsFamily().default_task(),
             expose_task,
             spaces.Box(-_PD_OBS_HIGH, _PD_OBS_HIGH),
             spaces.Box(-_PD_MAX_TORQUE, _PD_MAX_TORQUE, (1,), np.float32),
@@ -317,12 +317,9 @@ class PendulumDynamicsVectorEnv(_NpRandomBatch):
             actions = actions.astype(np.float64)
         u = np.clip(actions.reshape(self.num_envs, 1), -_PD_MAX_TORQUE, _PD_MAX_TORQUE)[:, 0]
         th, thdot = self.state[:, 0], self.state[:, 1]
-        # Gymnasium squares the scalar action, which numpy computes with powf; an array
-        # exponent skips numpy's exact-square fast path so the rounding matches bit for bit.
-        u_squared = np.power(u, np.full_like(u, 2))
-        costs = _angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * u_squared
-        # Gymnasium multiplies a Python float by the action, which numpy computes in the
-        # action's precision (float32 for sampled actions); cast the coefficient to match.
+        costs = _angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * np.square(u)
+        # Pendulum-v1 computes the torque term in the action's precision (a Python float
+        # times a float32 action is float32 in NumPy); the batched env does the same.
         torque = self.params["torque_coef"].astype(u.dtype, copy=False) * u
         newthdot = thdot + (self.params["gravity_coef"] * np.sin(th) + torque) * _PD_DT
         newthdot = np.clip(newthdot, -_PD_MAX_SPEED, _PD_MAX_SPEED)
@@ -394,6 +391,17 @@ class CartPoleDynamicsFamily(_ClassicControlFamily):
     vector_env_cls = CartPoleDynamicsVectorEnv
     horizon = CARTPOLE_HORIZON
     source = "Gymnasium CartPole-v1; dynamics randomisation after Packer et al. 2018"
+    # The batched env runs Gymnasium's arithmetic, but NumPy's cos and sin may come from
+    # vectorised kernels that differ from the scalar path by a few ulp (say e <= 4 ulp of 1,
+    # 2**-50). Each step feeds at most tau * 34 * 3e (<= 2e-15, 34 bounding the angular
+    # acceleration's sensitivity for the shortest pole) into the state, and a step amplifies
+    # a state difference by at most L = 1.8 (the largest row sum of the step's Jacobian over
+    # |x| <= 2.4, |angle| <= 0.21, velocities <= 3.5, found by finite differences); over 10
+    # steps from identical states that is <= 2e-15 * (L**10 - 1) / (L - 1) ~ 1e-12. Rewards
+    # are exactly 1; observations are float32, whose rounding may move by one float32 ulp
+    # (2**-23 relative) for any state difference: rtol two such ulps, atol 1e-10 (100 times
+    # the drift bound).
+    batch_tolerance = BatchTolerance(rtol=2.0**-22, atol=1e-10, steps=10)
 
     @property
     def distribution(self) -> LogUniformScales:
@@ -419,6 +427,21 @@ class PendulumDynamicsFamily(_ClassicControlFamily):
     vector_env_cls = PendulumDynamicsVectorEnv
     horizon = PENDULUM_HORIZON
     source = "Gymnasium Pendulum-v1; dynamics randomisation after Packer et al. 2018"
+    # The batched env runs Gymnasium's arithmetic with two kinds of kernel difference:
+    # - the single env squares the float32 torque through NumPy's scalar power (the C
+    #   library's powf), the batched env with a correctly rounded multiplication; allowing
+    #   4 float32 ulps of u**2 < 4 (ulp 2**-22), the reward's 0.001 * u**2 term differs by
+    #   <= 0.001 * 4 * 2**-22 + 2**-31 (its own float32 rounding) ~ 1.4e-9;
+    # - sin and cos may come from vectorised kernels a few ulp (e <= 2**-50) off the scalar
+    #   path. A step feeds at most 3g/(2l) * dt * e <= 1.5e = 1.3e-15 into the state and
+    #   amplifies a state difference by at most L = 1 + a dt + dt (1 + a dt) = 2.625 (a = 30
+    #   for the shortest pendulum, dt = 0.05), so 10 steps from identical states drift by
+    #   <= 1.3e-15 * (L**10 - 1) / (L - 1) ~ 1.3e-11, moving the cost by <= (2 pi + 1.6) times
+    #   that. The pendulum is chaotic (a 1-ulp difference grew 9e6-fold over some 200-step
+    #   random episodes), hence the 10-step horizon; states agree exactly after every reset.
+    # Observations are float32, whose rounding may move by one float32 ulp (2**-23 relative):
+    # rtol two such ulps; atol 2e-9 covers the reward bound 1.4e-9 + 1e-10.
+    batch_tolerance = BatchTolerance(rtol=2.0**-22, atol=2e-9, steps=10)
 
     @property
     def distribution(self) -> LogUniformScales:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -17,6 +18,8 @@ from metarl_bench.envs import (
     Navigation2DEnv,
     Navigation2DFamily,
     Navigation2DVectorEnv,
+    NavigationTask,
+    PendulumDynamicsVectorEnv,
 )
 from metarl_bench.family import Family
 from metarl_bench.perf import env_throughput, harness_throughput, main_perf
@@ -101,7 +104,7 @@ def test_reset_that_resamples_the_task_is_caught(register_broken):
     fid = register_broken("Resampling", _ResamplingEnv, Navigation2DVectorEnv)
     failed = _failed(check_family(fid))
     assert "reset never resamples the task" in failed
-    assert "set_task persists across resets" in failed
+    assert "set_task: at the next reset, then persists" in failed
     assert "check_env" not in failed
 
 
@@ -150,3 +153,117 @@ def test_perf_functions_run_and_report_consistent_ratios():
     assert h["fraction"] == pytest.approx(h["harness_steps_per_s"] / h["raw_steps_per_s"])
     text = main_perf(["MetaRL/Bandit-v0"], num_envs=4, seconds=0.02, harness=False)
     assert "| MetaRL/Bandit-v0 |" in text and ">= 50x" in text
+
+
+# --- set_task never acts in the middle of an episode ------------------------------------------
+
+
+class _MidEpisodeSwitchEnv(Navigation2DEnv):
+    """The reward reads the task set last (``self.task``) instead of the one in effect, so
+    ``set_task`` switches the goal in the middle of an episode; the exposed features (from the
+    task in effect) still look right."""
+
+    def step(self, action: Any):
+        obs, _, terminated, truncated, info = super().step(action)
+        gx, gy = self.task.goal  # type: ignore[attr-defined]
+        return obs, -math.hypot(self._pos[0] - gx, self._pos[1] - gy), terminated, truncated, info
+
+
+def test_set_task_that_switches_mid_episode_is_caught(register_broken):
+    # No native batch: the SyncVectorEnv fallback runs the same broken env, so only the
+    # set_task check can see the switch.
+    fid = register_broken("MidEpisodeSwitch", _MidEpisodeSwitchEnv, None)
+    failed = _failed(check_family(fid))
+    assert set(failed) == {"set_task: at the next reset, then persists"}
+    assert "changed the running episode" in failed["set_task: at the next reset, then persists"]
+
+
+class _OneTaskDistribution(metarl_bench.TaskDistribution):
+    def __call__(self, rng: np.random.Generator) -> NavigationTask:
+        rng.uniform()
+        return NavigationTask(goal=(0.25, 0.25))
+
+
+def test_set_task_check_needs_two_different_tasks(register_broken):
+    fid = register_broken("OneTask", Navigation2DEnv, Navigation2DVectorEnv)
+    fam_cls = metarl_bench.family(fid).__class__
+    fam_cls.distribution = property(lambda self: _OneTaskDistribution())  # type: ignore[assignment]
+    failed = _failed(check_family(fid))
+    assert "all gave NavigationTask(goal=(0.25, 0.25))" in failed["set_task: at the next reset, then persists"]
+    assert "cannot be checked without two different tasks" in failed["set_task: at the next reset, then persists"]
+
+
+def test_set_task_check_uses_two_different_tasks():
+    from metarl_bench.checks import _two_tasks
+
+    for fid in ("MetaRL/Bandit-v0", "MetaRL/Navigation2D-v0"):
+        fam = metarl_bench.family(fid)
+        t1, t2 = _two_tasks(fam, 0)
+        assert t1 != t2
+        assert t1 == fam.sample_tasks(1, np.random.default_rng(0))[0]
+
+
+# --- the batched-vs-single tolerance follows from the arithmetic ------------------------------
+
+
+class _UlpNoise:
+    """numpy, except that sin and cos are moved by up to ``k`` ulp (a stand-in for another
+    CPU's vectorised kernels)."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.rng = k, np.random.default_rng(0)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("sin", "cos"):
+            return self._noisy(getattr(np, name))
+        return getattr(np, name)
+
+    def _noisy(self, f: Any) -> Any:
+        def g(x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+            y = np.array(f(x, *args, **kwargs), dtype=np.float64)
+            moves = self.rng.integers(-self.k, self.k + 1, size=y.shape)
+            for s in range(self.k):
+                y = np.where(moves > s, np.nextafter(y, np.inf), np.where(moves < -s, np.nextafter(y, -np.inf), y))
+            return y
+
+        return g
+
+
+@pytest.mark.parametrize("fid", ["MetaRL/PendulumDynamics-v0", "MetaRL/CartPoleDynamics-v0"])
+def test_batched_classic_control_tolerates_kernels_a_few_ulp_apart(monkeypatch, fid):
+    from metarl_bench.checks import _check_batched_vs_single
+    from metarl_bench.envs import classic_control
+
+    monkeypatch.setattr(classic_control, "np", _UlpNoise(4))
+    fam = metarl_bench.family(fid)
+    for seed in range(3):
+        _check_batched_vs_single(fam, seed, expose_task=False)
+
+
+class _PendulumOffBy1e6(PendulumDynamicsVectorEnv):
+    def _step_envs(self, actions: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        reward, terminated = super()._step_envs(actions, mask)
+        return reward * (1 + 1e-6), terminated
+
+
+def test_pendulum_tolerance_still_catches_a_real_difference(register_broken):
+    fid = "Test/PendulumOff-v0"
+    base = metarl_bench.family("MetaRL/PendulumDynamics-v0").__class__
+    metarl_bench.register_family(type("Off", (base,), {"id": fid, "vector_env_cls": _PendulumOffBy1e6}))
+    try:
+        failed = _failed(check_family(fid))
+    finally:
+        importlib.import_module("metarl_bench.family")._REGISTRY.pop(fid, None)
+        gym.registry.pop(fid, None)
+    assert set(failed) == {"batched vs single envs", "batched vs single envs (expose_task=True)"}
+    assert "batched reward differs" in failed["batched vs single envs"]
+    assert "required: within rtol=2.38e-07, atol=2e-09 on the first 10 steps" in failed["batched vs single envs"]
+
+
+def test_pendulum_torque_cost_bound_holds():
+    """The bound behind the pendulum's atol: the single env's scalar float32 power and the
+    batched env's multiplication give 0.001 * u**2 within 1.4e-9 of each other for |u| <= 2."""
+    u = np.random.default_rng(0).uniform(-2, 2, 20_000).astype(np.float32)
+    scalar = np.array([np.float32(0.001 * (x**2)) for x in u], dtype=np.float64)
+    batched = (0.001 * np.square(u)).astype(np.float64)
+    assert np.abs(scalar - batched).max() <= 0.001 * 4 * 2.0**-22 + 2.0**-31
