@@ -72,7 +72,7 @@ class BanditEnv(MetaEnv):
     def __init__(self, k: int = 5, expose_task: bool = False) -> None:
         self.k = _check_k(k)
         self.action_space = spaces.Discrete(self.k)
-        self._init_task(BanditTask(means=(0.5,) * self.k), expose_task, spaces.Box(0.0, 1.0, (1,), np.float32))
+        self._init_task(BanditFamily(k=self.k).default_task(), expose_task, spaces.Box(0.0, 1.0, (1,), np.float32))
 
     def _validate_task(self, task: Any) -> Task:
         return _check_arms(type(self).__name__, self.k, super()._validate_task(task))  # type: ignore[arg-type]
@@ -100,7 +100,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         self.k = _check_k(k)
         self._init_batch(
             num_envs,
-            BanditTask(means=(0.5,) * self.k),
+            BanditFamily(k=self.k).default_task(),
             expose_task,
             spaces.Box(0.0, 1.0, (1,), np.float32),
             spaces.Discrete(self.k),

@@ -61,7 +61,7 @@ class Navigation2DEnv(MetaEnv):
 
     def __init__(self, expose_task: bool = False) -> None:
         self.action_space = _ACT_SPACE
-        self._init_task(NavigationTask(), expose_task, _OBS_SPACE)
+        self._init_task(Navigation2DFamily().default_task(), expose_task, _OBS_SPACE)
         self._pos = (0.0, 0.0)
         self._t = 0
 
@@ -92,7 +92,7 @@ class Navigation2DVectorEnv(BatchedVectorEnv):
 
     def __init__(self, num_envs: int = 1, expose_task: bool = False) -> None:
         self.pos = np.zeros((num_envs, 2))
-        self._init_batch(num_envs, NavigationTask(), expose_task, _OBS_SPACE, _ACT_SPACE)
+        self._init_batch(num_envs, Navigation2DFamily().default_task(), expose_task, _OBS_SPACE, _ACT_SPACE)
 
     def _task_params(self, tasks: list[Task]) -> dict[str, np.ndarray]:
         return {"goal": np.array([t.goal for t in tasks], dtype=np.float64)}  # type: ignore[attr-defined]

@@ -85,7 +85,7 @@ class TabularMDPEnv(MetaEnv):
 
     def __init__(self, expose_task: bool = False) -> None:
         self.action_space = spaces.Discrete(N_ACTIONS)
-        self._init_task(TabularMDPTask(), expose_task, _OBS_SPACE)
+        self._init_task(TabularMDPFamily().default_task(), expose_task, _OBS_SPACE)
         self._state = START_STATE
         self._t = 0
         self._arrays_of: Task | None = None
@@ -126,7 +126,7 @@ class TabularMDPVectorEnv(BatchedVectorEnv):
 
     def __init__(self, num_envs: int = 1, expose_task: bool = False) -> None:
         self.state = np.zeros(num_envs, dtype=np.int64)
-        self._init_batch(num_envs, TabularMDPTask(), expose_task, _OBS_SPACE, spaces.Discrete(N_ACTIONS))
+        self._init_batch(num_envs, TabularMDPFamily().default_task(), expose_task, _OBS_SPACE, spaces.Discrete(N_ACTIONS))
         self._rows = np.arange(self.num_envs)
         self._eye = np.eye(N_STATES, dtype=np.float32)
 

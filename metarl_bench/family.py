@@ -2,19 +2,24 @@
 
 A family class names its task dataclass, its single env, optionally its native batched
 vector env, its horizon and its task distribution. ``register_family`` records it here
-and registers the env with ``gymnasium.register`` so that ``gym.make(id)`` and
-``gym.make_vec(id, vectorization_mode="vector_entry_point")`` work too.
+and registers the env with ``gymnasium.register``, so that ``gym.make(id, task=...)`` and
+``gym.make_vec(id, num_envs=n, tasks=[...])`` work too; without ``task``/``tasks`` the
+envs start with the family's :meth:`Family.default_task`.
 
 Other packages add families through the ``metarl_bench.families`` entry-point group:
-each entry point names a callable that calls ``register_family``.
+each entry point names a callable that calls ``register_family``. A plugin that fails to
+import or to register is reported once on stderr, listed by :func:`plugin_errors`, and
+skipped; whatever it registered before failing is removed again.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import inspect
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,6 +42,46 @@ class TaskDistribution:
         return type(self).__name__
 
 
+@dataclass(frozen=True)
+class BatchTolerance:
+    """How closely ``check-env`` requires a family's batched env to reproduce its single envs.
+
+    Integer and boolean values (discrete observations, ``terminated``, ``truncated``) must
+    always match exactly. Float observations and rewards must satisfy
+    ``numpy.isclose(batched, single, rtol=rtol, atol=atol)`` on the first ``steps`` steps of
+    every episode (``None``: on every step). The default, ``rtol = atol = 0`` on every step,
+    is bit-for-bit equality: right for batched envs that run the same IEEE operations as the
+    single env (``+ - * /`` and ``sqrt`` are correctly rounded on every code path). A batched
+    env that evaluates ``sin``, ``cos``, ``exp`` or ``power`` through NumPy's vectorised
+    kernels, which may differ from the scalar path by a few ulp, states a tolerance derived
+    from that error; if its dynamics amplify such differences (chaotic systems), it also
+    bounds ``steps``, since states agree exactly again after every reset.
+    """
+
+    rtol: float = 0.0
+    atol: float = 0.0
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.rtol >= 0 and self.atol >= 0):
+            raise ValueError(f"BatchTolerance: rtol and atol must be >= 0, got rtol={self.rtol}, atol={self.atol}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"BatchTolerance.steps must be >= 1 or None, got {self.steps}")
+
+    @property
+    def exact(self) -> bool:
+        return self.rtol == 0 and self.atol == 0 and self.steps is None
+
+    def describe(self) -> str:
+        if self.exact:
+            return "bit for bit"
+        where = "" if self.steps is None else f" on the first {self.steps} steps of each episode"
+        return f"within rtol={self.rtol:.3g}, atol={self.atol:.3g}{where}"
+
+
+EXACT = BatchTolerance()
+
+
 class Family:
     """Base class of a task family. Subclasses set the class attributes below.
 
@@ -52,6 +97,8 @@ class Family:
     kind: ClassVar[str] = "rl"  # "rl" or "supervised"
     truncates: ClassVar[bool] = True  # episodes are cut at ``horizon`` by Gymnasium's TimeLimit
     source: ClassVar[str] = ""  # the paper or implementation the distribution follows
+    # how closely check-env requires the batched env to match single envs (see BatchTolerance)
+    batch_tolerance: ClassVar[BatchTolerance] = EXACT
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = dict(kwargs)
@@ -73,12 +120,34 @@ class Family:
         dist = self.distribution
         return [dist(rng) for _ in range(n)]
 
-    def task_from_dict(self, data: dict[str, Any]) -> Task:
+    def task_from_dict(self, data: Mapping[str, Any]) -> Task:
         return self.task_cls.from_dict(data)
 
     def default_task(self) -> Task:
-        """The task an env starts with before ``set_task`` (a fixed draw, seed 0)."""
-        return self.distribution(np.random.default_rng(0))
+        """The task an env starts with when it is given none: a fixed draw from the distribution.
+
+        It is the first task of ``sample_tasks(1, np.random.default_rng(0))``, so a plain
+        ``gym.make(id)`` gives an ordinary task of the family (never a placeholder such as a
+        goal at the start position), the same one every time.
+        """
+        try:
+            key: Any = (type(self), tuple(sorted(self.kwargs.items())))
+            hash(key)
+        except TypeError:  # unhashable constructor arguments: draw it afresh
+            return self.sample_tasks(1, np.random.default_rng(0))[0]
+        if key not in _DEFAULT_TASKS:
+            _DEFAULT_TASKS[key] = self.sample_tasks(1, np.random.default_rng(0))[0]
+        return _DEFAULT_TASKS[key]
+
+    def as_task(self, task: Task | Mapping[str, Any]) -> Task:
+        """``task`` itself (type-checked) or the task its dict describes (``Task.to_dict()`` form)."""
+        if isinstance(task, Mapping):
+            return self.task_from_dict(task)
+        if not isinstance(task, Task):
+            raise TypeError(
+                f"{self.id} takes a {self.task_cls.__name__} or its dict (task.to_dict()), got {type(task).__name__}"
+            )
+        return self.check_task(task)
 
     def check_task(self, task: Task) -> Task:
         if not isinstance(task, self.task_cls):
@@ -146,6 +215,9 @@ class _SyncTaskVectorEnv(gym.vector.VectorWrapper):
         return [env.unwrapped.task for env in self.env.envs]  # type: ignore[attr-defined]
 
 
+_DEFAULT_TASKS: dict[Any, Task] = {}  # tasks are immutable, so each family's default is drawn once
+
+
 # --- registry ----------------------------------------------------------------------------
 
 
@@ -166,18 +238,78 @@ _REGISTRY: dict[str, FamilySpec] = {}
 _PLUGINS_LOADED = False
 
 
-def _vector_creator(family_cls: type[Family], fixed: dict[str, Any]) -> Callable[..., gym.vector.VectorEnv]:
-    def make(num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
-        assert family_cls.vector_env_cls is not None
+def _bound_family(family_cls: type[Family], kwargs: dict[str, Any]) -> Family:
+    """The family instance for env constructor ``kwargs`` (those its constructor accepts)."""
+    params = inspect.signature(family_cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return family_cls(**kwargs)
+
+
+def _env_creator(family_cls: type[Family], fid: str) -> Callable[..., gym.Env]:
+    """``gym.make``'s entry point: the family's env, started with ``task`` or the default task."""
+
+    def make(task: Task | Mapping[str, Any] | None = None, **kwargs: Any) -> gym.Env:
+        if "tasks" in kwargs:
+            raise TypeError(
+                f"{fid}: gym.make takes one task=...; tasks=[...] (one per sub-env) is for "
+                f"gym.make_vec(id, num_envs=n, tasks=[...])"
+            )
+        assert family_cls.env_cls is not None
+        fam = _bound_family(family_cls, kwargs)
+        start = fam.default_task() if task is None else fam.as_task(task)
+        env = family_cls.env_cls(**kwargs)
+        env.set_task(start)  # type: ignore[attr-defined]
+        return env
+
+    return make
+
+
+def _start_tasks(
+    fam: Family, fid: str, num_envs: int, task: Task | Mapping[str, Any] | None, tasks: Sequence[Any] | None
+) -> list[Task]:
+    if task is not None and tasks is not None:
+        raise TypeError(f"{fid}: give gym.make_vec either task= (one for every sub-env) or tasks= (one each), not both")
+    if tasks is not None:
+        if isinstance(tasks, (Task, Mapping)) or not isinstance(tasks, Sequence):
+            raise TypeError(f"{fid}: tasks= takes a list with one task per sub-env, got {type(tasks).__name__}")
+        if len(tasks) != num_envs:
+            raise ValueError(
+                f"{fid}: gym.make_vec got {len(tasks)} tasks for num_envs={num_envs}; pass one task per sub-env"
+            )
+        return [fam.as_task(t) for t in tasks]
+    return [fam.default_task() if task is None else fam.as_task(task)] * num_envs
+
+
+def _vector_creator(family_cls: type[Family], fid: str) -> Callable[..., gym.vector.VectorEnv]:
+    """``gym.make_vec``'s entry point: the native batched env, or single envs under SyncVectorEnv."""
+
+    def make(
+        num_envs: int = 1,
+        task: Task | Mapping[str, Any] | None = None,
+        tasks: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> gym.vector.VectorEnv:
         # gym.make_vec passes the spec's max_episode_steps; a batched env's horizon is built in.
         steps = kwargs.pop("max_episode_steps", None)
-        horizon = family_cls.horizon if family_cls.truncates else None
-        if steps is not None and steps != horizon:
-            raise ValueError(
-                f"{family_cls.id}: the batched env's horizon is fixed at {horizon} steps (changing it would make "
-                f"another family version); got max_episode_steps={steps}. Drop the argument."
+        fam = _bound_family(family_cls, kwargs)
+        start = _start_tasks(fam, fid, num_envs, task, tasks)
+        venv: Any
+        if family_cls.vector_env_cls is None:
+            limit = {} if steps is None else {"max_episode_steps": steps}
+            venv = _SyncTaskVectorEnv(
+                gym.vector.SyncVectorEnv([lambda: gym.make(fid, **limit, **kwargs) for _ in range(num_envs)])
             )
-        return family_cls.vector_env_cls(num_envs=num_envs, **{**fixed, **kwargs})  # type: ignore[call-arg]
+        else:
+            horizon = family_cls.horizon if family_cls.truncates else None
+            if steps is not None and steps != horizon:
+                raise ValueError(
+                    f"{fid}: the batched env's horizon is fixed at {horizon} steps (changing it would make "
+                    f"another family version); got max_episode_steps={steps}. Drop the argument."
+                )
+            venv = family_cls.vector_env_cls(num_envs=num_envs, **kwargs)  # type: ignore[call-arg]
+        venv.set_tasks(start)
+        return venv  # type: ignore[no-any-return]
 
     return make
 
@@ -196,28 +328,80 @@ def register_family(
             del gym.registry[fid]
         gym.register(
             id=fid,
-            entry_point=family_cls.env_cls,  # type: ignore[arg-type]
-            vector_entry_point=_vector_creator(family_cls, kwargs) if family_cls.vector_env_cls else None,
+            entry_point=_env_creator(family_cls, fid),
+            vector_entry_point=_vector_creator(family_cls, fid),
             max_episode_steps=family_cls.horizon if family_cls.truncates else None,
             kwargs=kwargs,
             disable_env_checker=True,  # check-env runs Gymnasium's full checker explicitly
         )
 
 
+@dataclass(frozen=True)
+class PluginError:
+    """A plugin that failed to load: its entry-point ``name``, the ``provider`` distribution, the ``error``."""
+
+    name: str
+    provider: str
+    error: str
+
+    def message(self) -> str:
+        return (
+            f"metarl-bench: warning: skipped the plugin {self.name!r} (entry point in {ENTRY_POINT_GROUP!r} of "
+            f"the distribution {self.provider}): {self.error}. Its families are not registered; fix or "
+            f"uninstall it (pip uninstall {self.provider})."
+        )
+
+
+_PLUGIN_ERRORS: list[PluginError] = []
+
+
+def _provider(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else f"(unknown distribution; entry point {ep.value})"
+
+
+def _load_plugin(ep: importlib.metadata.EntryPoint) -> None:
+    """Run one entry point; on failure undo what it registered and record the error."""
+    provider = _provider(ep)
+    families = dict(_REGISTRY)
+    envs = {k: v for k, v in gym.registry.items()}
+    try:
+        hook = ep.load()
+        if callable(hook):
+            hook()
+    except Exception as exc:  # any failure in third-party code: report it, keep the rest usable
+        _REGISTRY.clear()
+        _REGISTRY.update(families)
+        for eid in [k for k in gym.registry if k not in envs]:
+            del gym.registry[eid]
+        gym.registry.update(envs)
+        err = PluginError(ep.name, provider, f"{type(exc).__name__}: {exc}")
+        _PLUGIN_ERRORS.append(err)
+        print(err.message(), file=sys.stderr)
+        return
+    for fid in set(_REGISTRY) - set(families):
+        _REGISTRY[fid].provider = provider
+
+
 def load_plugins() -> None:
-    """Import every package that registers families through the entry-point group."""
+    """Import every package that registers families through the entry-point group.
+
+    A plugin whose module fails to import, or whose hook raises, is skipped: the error is
+    printed once on stderr, kept in :func:`plugin_errors`, and anything the plugin had
+    registered before failing is removed, so no half-registered plugin is left behind.
+    """
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:
         return
     _PLUGINS_LOADED = True
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        before = set(_REGISTRY)
-        hook = ep.load()
-        if callable(hook):
-            hook()
-        provider = ep.dist.name if ep.dist is not None else ep.name
-        for fid in set(_REGISTRY) - before:
-            _REGISTRY[fid].provider = provider
+        _load_plugin(ep)
+
+
+def plugin_errors() -> list[PluginError]:
+    """The plugins that failed to load (entry-point name, provider distribution, error), in load order."""
+    load_plugins()
+    return list(_PLUGIN_ERRORS)
 
 
 def family_ids() -> list[str]:
