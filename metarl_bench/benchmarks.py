@@ -1,6 +1,6 @@
 """Benchmarks: versioned, declarative bundles of a family, fixed task lists and a protocol.
 
-A benchmark fixes (DESIGN section 3): the family id and its kwargs; train and test task
+A benchmark fixes: the family id and its kwargs; train and test task
 lists generated from a recorded seed (hashed, disjoint), optionally an out-of-distribution
 test list; the adaptation protocol (experience budget B in episodes per task, independent
 runs R per task, final evaluation episodes V); the meta-training budget in env steps; the
@@ -29,7 +29,8 @@ from metarl_bench.tasks import Task
 
 @dataclass(frozen=True)
 class Protocol:
-    """The adaptation protocol of DESIGN section 5."""
+    """How each test task is evaluated: the experience budget, the runs per task and the final
+    evaluation episodes (see :mod:`metarl_bench.harness`)."""
 
     budget_episodes: int  # B: episodes of experience per adaptation run
     runs_per_task: int  # R: independent adaptation runs per test task
@@ -115,22 +116,53 @@ class Benchmark:
         return h.hexdigest()[:16]
 
     @cached_property
+    def _family_references(self) -> dict[str, np.ndarray | None]:
+        """The family's per-test-task random and oracle returns of one episode (or None)."""
+        out: dict[str, np.ndarray | None] = {}
+        for name in ("random", "oracle"):
+            fn = getattr(self.family, f"{name}_return", None)
+            per_task = fn(self.test_tasks) if fn is not None else None
+            out[name] = None if per_task is None else np.asarray(per_task, dtype=np.float64).reshape(-1)
+        return out
+
+    @cached_property
     def references(self) -> dict[str, dict[str, float | None]]:
-        """``{"random"|"oracle": {"online": ..., "final": ...}}`` on the test tasks."""
+        """``{"random"|"oracle": {"online": ..., "final": ...}}`` on the test tasks: the
+        benchmark-level references (the mean over test tasks of the per-task values, or the
+        fixed ``reference_overrides``)."""
         out: dict[str, dict[str, float | None]] = {}
         budget = self.protocol.budget_episodes
         for name in ("random", "oracle"):
             if name in self.reference_overrides:
                 out[name] = dict(self.reference_overrides[name])
                 continue
-            fn = getattr(self.family, f"{name}_return", None)
-            per_task = fn(self.test_tasks) if fn is not None else None
+            per_task = self._family_references[name]
             if per_task is None:
                 out[name] = {"online": None, "final": None}
             else:
                 mean = float(np.mean(per_task))
                 out[name] = {"online": budget * mean, "final": mean}
         return out
+
+    @cached_property
+    def task_references(self) -> dict[str, np.ndarray] | None:
+        """Per test task, the random and oracle returns of one episode, ``{"random"|"oracle":
+        (n_test,) array}``, where the family computes both for every test task (bandits:
+        the mean and the best arm mean; tabular MDPs: exact policy evaluation and value
+        iteration; navigation: a fixed-seed Monte Carlo estimate of the random policy and
+        the straight-line return) and no fixed references override them; else None.
+
+        Scores normalised by these, task by task, put the oracle at 1 on every task in
+        expectation (the online score's references are ``budget_episodes`` times these).
+        """
+        if self.reference_overrides:
+            return None
+        rand, orac = self._family_references["random"], self._family_references["oracle"]
+        if rand is None or orac is None or rand.shape != (len(self.test_tasks),) or orac.shape != rand.shape:
+            return None
+        if not (np.all(np.isfinite(rand)) and np.all(np.isfinite(orac))) or np.any(rand == orac):
+            return None
+        return {"random": rand, "oracle": orac}
 
     def summary(self) -> dict[str, Any]:
         return {

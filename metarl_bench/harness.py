@@ -302,7 +302,6 @@ def evaluate(
     :class:`~metarl_bench.agents.DivergenceError`) in ``checkpoints``, else in
     ``<results>/.checkpoints``, else in the system's temporary folder, and the error names the file.
     """
-    seed = check_seed(seed)
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     reason = agent.supports(bench)
     if reason is not None:
@@ -468,11 +467,19 @@ def _score(per_task_run: np.ndarray) -> dict[str, float]:
     return {"value": float(per_task.mean()), "se": se}
 
 
-def _normalise(score: dict[str, float], rand: float | None, oracle: float | None) -> dict[str, float] | None:
-    if rand is None or oracle is None or oracle == rand:
+def _normalise(bench: Benchmark, which: str, per_task_run: np.ndarray) -> dict[str, Any] | None:
+    """The normalised ``which`` score of a ``(tasks, runs)`` matrix: each task's runs
+    averaged, normalised by the benchmark's references (per task where it has them, see
+    :func:`metarl_bench.stats.normalizer`), then the mean and standard error over tasks."""
+    from metarl_bench.stats import normalize, normalizer
+
+    ref = normalizer(bench, which)
+    if ref is None or not np.all(np.isfinite(per_task_run)):
         return None
-    scale = oracle - rand
-    return {"value": (score["value"] - rand) / scale, "se": score["se"] / abs(scale)}
+    if ref.kind == "per-task" and np.shape(ref.random) != (per_task_run.shape[0],):
+        return None
+    per_task = normalize(per_task_run.mean(axis=1), ref.random, ref.oracle)
+    return {**_score(per_task[:, None]), "normalization": ref.kind}
 
 
 def build_record(
@@ -504,8 +511,8 @@ def build_record(
     scores: dict[str, Any] = {
         "online": online,
         "final": final,
-        "normalized_online": _normalise(online, refs["random"]["online"], refs["oracle"]["online"]),
-        "normalized_final": _normalise(final, refs["random"]["final"], refs["oracle"]["final"]),
+        "normalized_online": _normalise(bench, "online", returns[:, :, budget].sum(axis=2)),
+        "normalized_final": _normalise(bench, "final", returns[:, :, ~budget].mean(axis=2)) if (~budget).any() else None,
         "references": refs,
     }
     return Record(

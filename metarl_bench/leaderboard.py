@@ -1,21 +1,29 @@
 """The leaderboard: ``results/LEADERBOARD.md`` and a static ``results/index.html``, a pure
-function of the records under ``results/`` (DESIGN section 6).
+function of the records under ``results/`` and of the registered benchmarks.
 
 Entry points (the CLI's ``leaderboard``, ``plot`` and ``compare`` commands):
 
 - :func:`build_leaderboard` -> ``(markdown, html, errors)``, writes nothing;
-- :func:`write_leaderboard` regenerates ``results/plots/`` and writes both pages
-  atomically; it raises :class:`LeaderboardError` naming every bad results file unless
-  ``allow_errors=True``, which publishes with a warning banner listing them;
-- :func:`write_plots` regenerates only the plots;
+- :func:`write_leaderboard` regenerates ``results/plots/`` and writes both pages, all or
+  nothing: every output is written to a staging folder first and moved into place only
+  once all were written. It raises :class:`LeaderboardError` naming every bad results
+  file unless ``allow_errors=True``, which publishes with a warning banner listing them;
+- :func:`write_plots` regenerates only the plots (also all or nothing);
 - :func:`compare` -> ``(dict, text)``: difference in IQM and probability of improvement
-  between two agents on one benchmark, with stratified bootstrap CIs.
+  between two variants on one benchmark, with stratified bootstrap CIs.
 
-A results file is bad when it does not load or validate, sits at a path that does not
-match its benchmark/agent/seed, or states scores that its own episode returns do not give
-(hand-edited). Records of one (benchmark, agent) are pooled over seeds only if they share
-the task list (task hash) and the agent configuration. Nothing in the pages depends on
-the time or the machine that builds them, so the same records give the same bytes.
+Every published number comes from the registered benchmark (:func:`metarl_bench.benchmark`:
+its references, headline and direction) and the episode returns in the records; the
+records' own derived fields (stored references, normalised scores, curve) are never
+read. A results file is bad when it does not load or validate; sits at a path that does
+not match its benchmark/variant/seed; is of a benchmark that is not registered, of
+another version, or of a task list that is not the registered benchmark's current one
+(stale); states a headline or direction the registered benchmark does not have; has
+returns whose shape does not fit the benchmark's protocol; or states scores that its
+own episode returns do not give (hand-edited). Records of one (benchmark, variant) are
+pooled over seeds only if they share the agent and its configuration. Nothing in the
+pages depends on the time or the machine that builds them, so the same records give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -23,9 +31,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+import shutil
+import sys
+import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +49,7 @@ from metarl_bench.results import (
     DEFAULT_RESULTS,
     Record,
     RecordError,
-    atomic_write_text,
+    current_umask,
     iter_record_paths,
     load_record,
     record_path,
@@ -46,7 +58,9 @@ from metarl_bench.results import (
 Z95 = 1.959963984540054
 PLOTS_DIR = "plots"
 _PLOT_KINDS = ("curves", "profiles")
-
+MIN_SEEDS = 3  # rows with fewer seeds are flagged
+FEW_SEEDS_MARK = "†"
+_STAGING_PREFIX = ".leaderboard-staging-"
 
 class LeaderboardError(ValueError):
     """Results files that failed validation; the leaderboard was not published."""
@@ -61,6 +75,24 @@ class LeaderboardError(ValueError):
         )
 
 
+class ResultsPathError(ValueError):
+    """The results path does not exist or is not a folder (nothing is created or published)."""
+
+
+def check_results_dir(results_dir: str | Path) -> Path:
+    """``results_dir`` as a :class:`~pathlib.Path`, or :class:`ResultsPathError` naming the
+    problem and the fix when it does not exist or is not a folder."""
+    root = Path(results_dir)
+    if not root.exists():
+        raise ResultsPathError(
+            f"results folder {root} does not exist; pass --results with the folder that holds the records "
+            f"(`metarl-bench run` creates it)"
+        )
+    if not root.is_dir():
+        raise ResultsPathError(f"results path {root} is a file, not a folder; pass --results with the results folder")
+    return root
+
+
 # -- collecting and validating records ---------------------------------------------------------
 
 
@@ -70,7 +102,7 @@ class Problem:
 
     message: str
     benchmark_id: str | None = None
-    agent: str | None = None
+    agent: str | None = None  # the variant
 
 
 @dataclass
@@ -78,61 +110,70 @@ class Results:
     """The valid records under a results folder, grouped, and every problem found."""
 
     root: Path
-    # (benchmark id, task hash) -> agent -> records sorted by seed
-    groups: dict[tuple[str, str], dict[str, list[Record]]] = field(default_factory=dict)
+    # benchmark id -> variant -> records sorted by seed (all of the registered task list)
+    groups: dict[str, dict[str, list[Record]]] = field(default_factory=dict)
+    benchmarks: dict[str, Any] = field(default_factory=dict)  # benchmark id -> registered Benchmark
     problems: list[Problem] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
         return [p.message for p in self.problems]
 
-    def hashes(self, benchmark_id: str) -> list[str]:
-        return sorted(h for b, h in self.groups if b == benchmark_id)
-
     def n_records(self) -> int:
         return sum(len(rs) for by in self.groups.values() for rs in by.values())
 
 
 def collect(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
-    """Load and validate every record under ``results_dir``; group the valid ones.
+    """Load and validate every record under ``results_dir`` against its registered
+    benchmark; group the valid ones by (benchmark, variant).
 
-    A group of one (benchmark, agent) whose seeds disagree on the task list or the agent
-    configuration is reported and left out whole, since no part of it can be pooled.
+    A group whose seeds disagree on the agent or its configuration is reported and left
+    out whole, since no part of it can be pooled. Raises :class:`ResultsPathError` when
+    ``results_dir`` does not exist or is not a folder.
     """
-    root = Path(results_dir)
+    root = check_results_dir(results_dir)
     out = Results(root=root)
+    registry: dict[str, Any] = {}
     by_key: dict[tuple[str, str], list[tuple[Path, Record]]] = defaultdict(list)
     for path in iter_record_paths(root):
-        bid, agent = _ids_from_path(root, path)
+        bid, variant = _ids_from_path(root, path)
         try:
             rec = load_record(path)
         except RecordError as exc:
-            out.problems.append(Problem(str(exc), bid, agent))
+            out.problems.append(Problem(str(exc), bid, variant))
             continue
-        msg = _check_record(root, path, rec)
+        if rec.benchmark_id not in registry:
+            registry[rec.benchmark_id] = _registered(rec.benchmark_id)
+        bench = registry[rec.benchmark_id]
+        msg = _check_record(root, path, rec, bench)
         if msg is not None:
-            out.problems.append(Problem(msg, bid, agent))
+            out.problems.append(Problem(msg, bid, variant))
             continue
-        by_key[(rec.benchmark_id, rec.agent_name)].append((path, rec))
-    for (bid, agent), items in sorted(by_key.items()):
-        msg = _check_group(bid, agent, items)
+        by_key[(rec.benchmark_id, rec.variant)].append((path, rec))
+    for (bid, variant), items in sorted(by_key.items()):
+        msg = _check_group(bid, variant, items)
         if msg is not None:
-            out.problems.append(Problem(msg, bid, agent))
+            out.problems.append(Problem(msg, bid, variant))
             continue
-        recs = sorted((r for _, r in items), key=lambda r: r.seed)
-        task_hash = str(recs[0].benchmark["task_hash"])
-        out.groups.setdefault((bid, task_hash), {})[agent] = recs
-    for bid in sorted({b for b, _ in out.groups}):
-        hashes = out.hashes(bid)
-        if len(hashes) > 1:
-            who = "; ".join(f"{h}: {', '.join(sorted(out.groups[(bid, h)]))}" for h in hashes)
-            out.problems.append(Problem(
-                f"{bid}: agents were evaluated on different task lists (task hash {who}); the benchmark "
-                f"changed without a version bump or records are stale. Re-run the stale agents; until then "
-                f"each task list gets its own table.",
-                bid,
-            ))
+        out.groups.setdefault(bid, {})[variant] = sorted((r for _, r in items), key=lambda r: r.seed)
+        out.benchmarks[bid] = registry[bid]
     return out
+
+
+def _registered(benchmark_id: str) -> Any:
+    """The registered benchmark of that id, or a string saying what is registered instead."""
+    from metarl_bench.benchmarks import benchmark, benchmark_ids
+    from metarl_bench.family import UnknownIdError
+
+    try:
+        return benchmark(benchmark_id)
+    except (UnknownIdError, KeyError, ValueError):
+        stem = re.sub(r"-v\d+$", "", benchmark_id)
+        same = [b for b in benchmark_ids() if re.sub(r"-v\d+$", "", b) == stem]
+        return (
+            f"registered versions of it: {', '.join(same)}" if same
+            else "no benchmark of that name is registered (`metarl-bench list` shows those that are)"
+        )
 
 
 def _ids_from_path(root: Path, path: Path) -> tuple[str | None, str | None]:
@@ -142,13 +183,57 @@ def _ids_from_path(root: Path, path: Path) -> tuple[str | None, str | None]:
     return "/".join(parts[:-2]), parts[-2]
 
 
-def _check_record(root: Path, path: Path, rec: Record) -> str | None:
+def _rerun(rec: Record, bid: str | None = None) -> str:
+    cmd = f"metarl-bench run --benchmark {bid or rec.benchmark_id} --agent {rec.agent_name} --seeds {rec.seed}"
+    if rec.variant != rec.agent_name:
+        cmd += f" --name {rec.variant} --set ... (the settings in its agent.config)"
+    return f"`{cmd}`"
+
+
+def _check_record(root: Path, path: Path, rec: Record, bench: Any) -> str | None:
     """A problem with a record that loaded, or None."""
-    expected = record_path(root, rec.benchmark_id, rec.agent_name, rec.seed)
+    expected = record_path(root, rec.benchmark_id, rec.variant, rec.seed)
     if expected != path:
         return (
-            f"{path}: holds benchmark {rec.benchmark_id!r}, agent {rec.agent_name!r}, seed {rec.seed}, which "
+            f"{path}: holds benchmark {rec.benchmark_id!r}, variant {rec.variant!r}, seed {rec.seed}, which "
             f"belongs at {expected}; the file was moved or edited. Move it back or re-run that seed."
+        )
+    if isinstance(bench, str):
+        return (
+            f"{path}: benchmark {rec.benchmark_id!r} is not registered in this installation ({bench}), so its "
+            f"scores cannot be checked against a definition and are not published. Install the package that "
+            f"registers it, or delete the file and run the agent on a registered benchmark."
+        )
+    b = rec.benchmark
+    stored_version = b.get("version")
+    if stored_version != bench.version:
+        return (
+            f"{path}: says benchmark version {stored_version!r} but the registered {bench.id} is version "
+            f"{bench.version}; the file was edited. Re-run it: {_rerun(rec)}."
+        )
+    if str(b["task_hash"]) != bench.task_hash:
+        return (
+            f"{path}: evaluated on task list {b['task_hash']} of {bench.id}, but the registered {bench.id} "
+            f"(version {bench.version}) has task hash {bench.task_hash}: the record is stale. Re-run it: "
+            f"{_rerun(rec)}."
+        )
+    for key, want in (("headline", bench.headline), ("lower_is_better", bool(bench.lower_is_better))):
+        got = b.get(key, False) if key == "lower_is_better" else b.get(key)
+        if got != want:
+            return (
+                f"{path}: benchmark.{key} is {got!r} but the registered {bench.id} has {want!r}; the file was "
+                f"edited. Restore it or re-run it: {_rerun(rec)}."
+            )
+    proto = bench.protocol
+    n_budget = sum(p == "budget" for p in rec.phase)
+    n_final = sum(p == "final" for p in rec.phase)
+    shape = (len(bench.test_tasks), proto.runs_per_task)
+    if rec.returns.shape[:2] != shape or n_budget != proto.budget_episodes or (proto.final_episodes > 0) != (n_final > 0):
+        return (
+            f"{path}: its episode returns (tasks x runs x episodes {tuple(rec.returns.shape)}, {n_budget} budget "
+            f"episodes) do not fit {bench.id}'s protocol ({shape[0]} test tasks x {shape[1]} runs, budget "
+            f"{proto.budget_episodes} episodes); the file was edited or comes from another definition. Re-run "
+            f"it: {_rerun(rec)}."
         )
     for which in ("online", "final"):
         if not _has_phase(rec, which):
@@ -168,23 +253,16 @@ def _has_phase(rec: Record, which: str) -> bool:
     return any(p == ("budget" if which == "online" else "final") for p in rec.phase)
 
 
-def _check_group(bid: str, agent: str, items: list[tuple[Path, Record]]) -> str | None:
-    hashes: dict[str, list[str]] = defaultdict(list)
+def _check_group(bid: str, variant: str, items: list[tuple[Path, Record]]) -> str | None:
     configs: dict[str, list[str]] = defaultdict(list)
     for path, r in items:
-        hashes[str(r.benchmark["task_hash"])].append(str(path))
-        configs[json.dumps(r.agent["config"], sort_keys=True, default=str)].append(str(path))
-    if len(hashes) > 1:
-        detail = "; ".join(f"{h}: {', '.join(ps)}" for h, ps in sorted(hashes.items()))
-        return (
-            f"{bid}/{agent}: seeds were evaluated on different task lists and cannot be pooled (task hash "
-            f"{detail}). Delete the stale records and re-run those seeds."
-        )
+        key = json.dumps({"agent": r.agent_name, "config": r.agent["config"]}, sort_keys=True, default=str)
+        configs[key].append(str(path))
     if len(configs) > 1:
         detail = "; ".join(f"{c}: {', '.join(ps)}" for c, ps in sorted(configs.items()))
         return (
-            f"{bid}/{agent}: seeds ran with different agent configurations and cannot be pooled ({detail}). "
-            f"Re-run them with one configuration or register the variant under its own agent name."
+            f"{bid}/{variant}: seeds ran with different agent configurations and cannot be pooled ({detail}). "
+            f"Re-run them with one configuration or give the other configuration its own variant name (--name)."
         )
     return None
 
@@ -194,41 +272,39 @@ def _check_group(bid: str, agent: str, items: list[tuple[Path, Record]]) -> str 
 
 @dataclass
 class Row:
-    """One agent's line in a benchmark table (all numbers pooled over its seeds)."""
+    """One variant's line in a benchmark table (all numbers over its (seeds, tasks) matrix)."""
 
-    agent: str
+    agent: str  # the variant
     seeds: tuple[int, ...]
-    online: tuple[float, float]  # mean, se
-    final: tuple[float, float]
+    online: stats.Interval | None  # mean and two-level bootstrap CI; None without budget episodes
+    final: stats.Interval | None
     iqm: stats.Interval
-    iqm_normalized: bool
+    normalization: str | None  # "per-task", "benchmark" or None (raw)
     meta_train_steps: float
     meta_train_seconds: float
     headline_value: float
 
 
-def _row(agent: str, recs: list[Record], reps: int, seed: int) -> Row:
-    headline = str(recs[0].benchmark["headline"])
-    online = _pooled_mean_se(recs, "online")
-    final = _pooled_mean_se(recs, "final")
-    agg = stats.aggregate(recs, which="headline", normalized=True)
+def _row(variant: str, recs: list[Record], bench: Any, reps: int, seed: int) -> Row:
+    headline = str(bench.headline)
+    means = {
+        which: stats.mean_ci(stats.seed_task_matrix(recs, which), reps=reps, seed=seed)
+        if _has_phase(recs[0], which) else None
+        for which in ("online", "final")
+    }
+    agg = stats.aggregate(recs, bench, which="headline", normalized=True)
+    head = means[headline]
     return Row(
-        agent=agent,
+        agent=variant,
         seeds=agg.seeds,
-        online=online,
-        final=final,
+        online=means["online"],
+        final=means["final"],
         iqm=stats.iqm_ci(agg.scores, reps=reps, seed=seed),
-        iqm_normalized=agg.normalized,
+        normalization=agg.normalization,
         meta_train_steps=float(np.mean([float(r.meta_train.get("env_steps", 0) or 0) for r in recs])),
         meta_train_seconds=float(np.mean([float(r.meta_train.get("wall_seconds", 0) or 0) for r in recs])),
-        headline_value=(online if headline == "online" else final)[0],
+        headline_value=float("nan") if head is None else float(head.point),
     )
-
-
-def _pooled_mean_se(recs: list[Record], which: str) -> tuple[float, float]:
-    if not _has_phase(recs[0], which):
-        return float("nan"), float("nan")
-    return stats.mean_and_se(np.concatenate([r.score_matrix(which) for r in recs], axis=0))
 
 
 # -- formatting --------------------------------------------------------------------------------
@@ -252,8 +328,10 @@ def fmt_pm(mean: float, se: float) -> str:
     return f"{mean:.{d}f} ± {half:.{d}f}" if math.isfinite(half) else f"{mean:.{d}f}"
 
 
-def fmt_ci(iv: stats.Interval) -> str:
-    """``point [low, high]``, rounded to the interval's precision."""
+def fmt_ci(iv: stats.Interval | None) -> str:
+    """``point [low, high]``, rounded to the interval's precision; ``—`` when undefined."""
+    if iv is None or not math.isfinite(iv.point):
+        return "—"
     d = _decimals((iv.high - iv.low) / 2, iv.point)
     return f"{iv.point:.{d}f} [{iv.low:.{d}f}, {iv.high:.{d}f}]"
 
@@ -280,77 +358,106 @@ class _Table:
     info: list[str]
     header: list[str]
     rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
 
 
-def _tables(res: Results, reps: int, seed: int) -> list[_Table]:
+def _label(bid: str) -> str:
+    return bid
+
+
+def _tables(res: Results, reps: int, seed: int, progress: Callable[[str], None] | None = None) -> list[_Table]:
     tables = []
-    keys = sorted(res.groups, key=lambda k: (_tier(res.groups[k]) == "smoke", k))
-    for bid, task_hash in keys:
-        by_agent = res.groups[(bid, task_hash)]
-        label = bid if len(res.hashes(bid)) == 1 else f"{bid} @ tasks {task_hash}"
-        first = next(iter(by_agent.values()))[0]
-        b = first.benchmark
-        headline = str(b["headline"])
-        lower = bool(b.get("lower_is_better", False))
-        rows = [_row(a, recs, reps, seed) for a, recs in sorted(by_agent.items())]
+    keys = sorted(res.groups, key=lambda b: (str(res.benchmarks[b].tier) == "smoke", b))
+    for i, bid in enumerate(keys):
+        by_variant = res.groups[bid]
+        bench = res.benchmarks[bid]
+        if progress is not None:
+            progress(f"table {i + 1}/{len(keys)}: {bid} ({len(by_variant)} rows)")
+        headline = str(bench.headline)
+        lower = bool(bench.lower_is_better)
+        rows = [_row(v, recs, bench, reps, seed) for v, recs in sorted(by_variant.items())]
         rows.sort(key=lambda r: ((r.headline_value if lower else -r.headline_value), r.agent))
-        norm = rows[0].iqm_normalized
-        iqm_head = f"IQM of {'normalised ' if norm else ''}{headline} score [95% CI]"
-        if not norm:
+        kind = rows[0].normalization
+        iqm_head = f"IQM of {'normalised ' if kind else ''}{headline} score [95% CI]"
+        if kind == "per-task":
+            iqm_head += " (per-task references)"
+        elif kind == "benchmark":
+            iqm_head += " (benchmark references)"
+        else:
             iqm_head += " (no references: raw" + (", lower is better)" if lower else ")")
         star = " (headline)"
         header = [
-            "#", "Agent", "Online score ± 95% CI" + (star if headline == "online" else ""),
-            "Final score ± 95% CI" + (star if headline == "final" else ""), iqm_head,
+            "#", "Agent", "Online score [95% CI]" + (star if headline == "online" else ""),
+            "Final score [95% CI]" + (star if headline == "final" else ""), iqm_head,
             "Meta-train env steps", "Meta-train time", "Seeds",
         ]
         body = [
             [
-                str(i + 1), r.agent, fmt_pm(*r.online), fmt_pm(*r.final), fmt_ci(r.iqm),
-                fmt_steps(r.meta_train_steps), fmt_seconds(r.meta_train_seconds), str(len(r.seeds)),
+                str(i + 1), r.agent, fmt_ci(r.online), fmt_ci(r.final), fmt_ci(r.iqm),
+                fmt_steps(r.meta_train_steps), fmt_seconds(r.meta_train_seconds),
+                str(len(r.seeds)) + (f" {FEW_SEEDS_MARK}" if len(r.seeds) < MIN_SEEDS else ""),
             ]
             for i, r in enumerate(rows)
         ]
-        tables.append(_Table(label, label, _info(first, lower), header, body))
+        notes = []
+        if any(len(r.seeds) < MIN_SEEDS for r in rows):
+            notes.append(
+                f"{FEW_SEEDS_MARK} fewer than {MIN_SEEDS} seeds: too few independent training runs for the "
+                f"intervals to say much; run more seeds (`metarl-bench run ... --seeds 0 1 2`)."
+            )
+        tables.append(_Table(_label(bid), _label(bid), _info(bench, kind), header, body, notes))
     return tables
 
 
-def _tier(by_agent: dict[str, list[Record]]) -> str:
-    return str(next(iter(by_agent.values()))[0].benchmark.get("tier", ""))
-
-
-def _info(rec: Record, lower: bool) -> list[str]:
-    b = rec.benchmark
-    proto = b.get("protocol") or {}
-    headline = str(b["headline"])
-    budget = proto.get("budget_episodes")
+def _info(bench: Any, kind: str | None) -> list[str]:
+    proto = bench.protocol
+    headline = str(bench.headline)
+    lower = bool(bench.lower_is_better)
     what = {
-        "online": f"online score = total return over the {budget}-episode budget",
+        "online": f"online score = total return over the {proto.budget_episodes}-episode budget",
         "final": "final score = mean return of the final evaluation episodes after adaptation",
     }[headline]
     if lower:
         what = f"{headline} score = query MSE ({'summed over the budget' if headline == 'online' else 'after adaptation'})"
     lines = [
         f"Headline: {what}; {'lower' if lower else 'higher'} is better.",
-        f"Version {b.get('version')}, tier {b.get('tier')}, task hash `{b.get('task_hash')}`; "
-        f"{b.get('n_test', '?')} test tasks × {proto.get('runs_per_task', '?')} runs per seed.",
+        f"Version {bench.version}, tier {bench.tier}, task hash `{bench.task_hash}`; "
+        f"{len(bench.test_tasks)} test tasks × {proto.runs_per_task} adaptation runs per seed.",
     ]
-    rand, orac = stats.reference(rec, headline)
-    if rand is not None and orac is not None:
-        lines.append(f"References ({headline}): random {rand:.4g}, oracle {orac:.4g}.")
+    refs = bench.references
+    rand, orac = refs["random"][headline], refs["oracle"][headline]
+    if kind == "per-task":
+        lines.append(
+            f"Normalisation: per test task, by that task's own random and oracle {headline} references, so the "
+            f"oracle scores 1 on every task in expectation (means over tasks: random {rand:.4g}, oracle {orac:.4g})."
+        )
+    elif kind == "benchmark":
+        lines.append(
+            f"Normalisation: benchmark-level references ({headline}): random {rand:.4g}, oracle {orac:.4g}; "
+            f"this benchmark has no per-task references."
+        )
     else:
         lines.append(f"No random/oracle references for the {headline} score: IQM is of raw scores.")
     return lines
 
 
 _INTRO = (
-    "Generated by `metarl-bench leaderboard` from the records under this folder; do not edit by hand. "
-    "Scores pool all seeds of an agent. ± is a 95% confidence interval, 1.96 standard errors over test "
-    "tasks (each task's runs averaged first). The IQM (interquartile mean over runs × tasks, "
-    "Agarwal et al. 2021) is of scores normalised so that the random reference is 0 and the oracle 1, "
-    "with a 95% stratified bootstrap CI ({reps} resamples of runs within tasks, seed {seed}). "
-    "Rows are sorted by the headline score."
+    "Generated by `metarl-bench leaderboard` from the records under this folder and the registered benchmark "
+    "definitions (references, headline and direction come from the definitions, scores from the episode "
+    "returns); do not edit by hand. A run is an independent meta-training seed: each seed's adaptation runs "
+    "are averaged per test task first, giving a seeds × tasks matrix per row. Online and final scores: the mean "
+    "over seeds × tasks with a 95% two-level bootstrap CI (seeds resampled with replacement, then test tasks; "
+    "{reps} resamples, seed {seed}), so the interval carries the seed-to-seed spread as well as the spread over "
+    "tasks. The IQM (interquartile mean over seeds × tasks, Agarwal et al. 2021) is of scores normalised so that "
+    "the random reference is 0 and the oracle 1 (per test task where the benchmark has per-task references; "
+    "each table says which), with a 95% stratified bootstrap CI ({reps} resamples of the seeds within each "
+    "task, seed {seed}). Rows are sorted by the headline score; the Seeds column gives each row's number of "
+    "seeds, marked {mark} below {min_seeds}."
 )
+
+
+def _intro(reps: int, seed: int) -> str:
+    return _INTRO.format(reps=reps, seed=seed, mark=FEW_SEEDS_MARK, min_seeds=MIN_SEEDS)
 
 
 def build_leaderboard(
@@ -365,7 +472,7 @@ def build_leaderboard(
     """
     res = collect(results_dir)
     tables = _tables(res, reps, seed)
-    intro = _INTRO.format(reps=reps, seed=seed)
+    intro = _intro(reps, seed)
     return _markdown(res, tables, intro), _html(res, tables, intro), res.errors
 
 
@@ -396,6 +503,8 @@ def _markdown(res: Results, tables: list[_Table], intro: str) -> str:
         out.append("| " + " | ".join(_md_cell(h) for h in t.header) + " |")
         out.append("|" + "|".join("---:" if i not in (1,) else ":---" for i in range(len(t.header))) + "|")
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+        if t.notes:
+            out += [""] + [f"{n}  " for n in t.notes]
         out += [
             "",
             f"![Adaptation curves on {t.title}]({_plot_rel(t.plot_stem, 'curves')})",
@@ -447,6 +556,7 @@ def _html(res: Results, tables: list[_Table], intro: str) -> str:
             cells = "".join(f'<td{" class=agent" if i == 1 else ""}>{e(c)}</td>' for i, c in enumerate(row))
             out.append(f"<tr>{cells}</tr>")
         out.append("</tbody></table>")
+        out += [f'<p class="info">{_inline(n)}</p>' for n in t.notes]
         for kind, what in (("curves", "Adaptation curves"), ("profiles", "Performance profiles")):
             out.append(f'<img src="{e(_plot_rel(t.plot_stem, kind))}" alt="{e(what)} on {e(t.title)}">')
     out.append("</body></html>")
@@ -465,45 +575,92 @@ def _anchor(title: str) -> str:
 # -- writing -----------------------------------------------------------------------------------
 
 
+def _stderr_progress(msg: str) -> None:
+    print(f"[leaderboard] {msg}", file=sys.stderr, flush=True)
+
+
 def write_plots(
     results_dir: str | Path = DEFAULT_RESULTS,
     allow_errors: bool = False,
     out_dir: str | Path | None = None,
     benchmark_id: str | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """(Re)generate the plots of the records under ``results_dir`` in ``out_dir`` (default
     ``results_dir/plots``); returns the paths written.
 
     With ``benchmark_id`` only that benchmark's plots; without, every benchmark's, and
-    plots of benchmarks that no longer have records are removed. Raises
-    :class:`LeaderboardError` on bad records (of that benchmark, if given) unless
-    ``allow_errors``, and ``ValueError`` if ``benchmark_id`` has no records.
+    plots of benchmarks that no longer have records are removed. All or nothing: the
+    plots are drawn into a staging folder and moved into place only when all were
+    written. Raises :class:`LeaderboardError` on bad records (of that benchmark, if
+    given) unless ``allow_errors``, ``ValueError`` if ``benchmark_id`` has no records, and
+    :class:`ResultsPathError` if ``results_dir`` is not a folder.
     """
     res = collect(results_dir)
     problems = [p.message for p in res.problems if benchmark_id is None or p.benchmark_id in (None, benchmark_id)]
     if problems and not allow_errors:
         raise LeaderboardError(problems)
     out = Path(out_dir) if out_dir is not None else Path(results_dir) / PLOTS_DIR
-    if benchmark_id is None:
-        return _write_plots(res, out)
-    if not res.hashes(benchmark_id):
-        have = sorted({b for b, _ in res.groups})
-        raise ValueError(f"no records of benchmark {benchmark_id!r} under {res.root}; benchmarks with records: {have}")
-    return _write_plots(res, out, only=benchmark_id)
+    if benchmark_id is not None and benchmark_id not in res.groups:
+        raise ValueError(
+            f"no records of benchmark {benchmark_id!r} under {res.root}; benchmarks with records: {sorted(res.groups)}"
+        )
+    return _publish(out.parent, {}, res, out, only=benchmark_id, progress=_stderr_progress if progress else None)
 
 
-def _write_plots(res: Results, out_dir: Path, only: str | None = None) -> list[Path]:
+def _draw_plots(res: Results, out_dir: Path, only: str | None, progress: Callable[[str], None] | None) -> list[Path]:
     from metarl_bench.plots import plot_benchmark
 
     written: list[Path] = []
-    for bid, task_hash in sorted(res.groups):
-        if only is not None and bid != only:
-            continue
-        label = bid if len(res.hashes(bid)) == 1 else f"{bid} @ tasks {task_hash}"
-        written += plot_benchmark(res.groups[(bid, task_hash)], label, out_dir)
-    if only is None and out_dir.exists():
+    keys = [b for b in sorted(res.groups) if only is None or b == only]
+    for i, bid in enumerate(keys):
+        if progress is not None:
+            progress(f"plots {i + 1}/{len(keys)}: {bid}")
+        written += plot_benchmark(res.groups[bid], _label(bid), out_dir, bench=res.benchmarks[bid])
+    return written
+
+
+def _publish(
+    root: Path,
+    pages: dict[str, str],
+    res: Results,
+    plots_dir: Path,
+    only: str | None,
+    progress: Callable[[str], None] | None,
+) -> list[Path]:
+    """Write the plots and ``pages`` (file name under ``root`` -> text) all or nothing.
+
+    Everything is written into a staging folder beside the outputs first; only when every
+    file was written are they renamed into place (a rename needs no space), so a failure
+    while writing (a full disk) leaves the previous outputs as they were. Without
+    ``only``, plots of benchmarks that no longer have records are then removed.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())
+        staged_plots = _draw_plots(res, staging / PLOTS_DIR, only, progress)
+        moves = [(p, plots_dir / p.name) for p in staged_plots]
+        for name, text in pages.items():
+            tmp = staging / name
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            moves.append((tmp, root / name))
+        for src, _ in moves:  # written by matplotlib without a sync
+            with open(src, "rb") as fb:
+                os.fsync(fb.fileno())
+        if moves:
+            plots_dir.mkdir(parents=True, exist_ok=True)
+        for src, dst in moves:
+            os.replace(src, dst)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    written = [dst for _, dst in moves]
+    if only is None and plots_dir.exists():
         keep = {p.resolve() for p in written}
-        for p in sorted(out_dir.iterdir()):
+        for p in sorted(plots_dir.iterdir()):
             ours = any(p.name.endswith(f".{k}.{f}") for k in _PLOT_KINDS for f in ("png", "svg"))
             if ours and p.resolve() not in keep:
                 p.unlink()
@@ -511,26 +668,33 @@ def _write_plots(res: Results, out_dir: Path, only: str | None = None) -> list[P
 
 
 def write_leaderboard(
-    results_dir: str | Path = DEFAULT_RESULTS, allow_errors: bool = False, reps: int = 2000, seed: int = 0
+    results_dir: str | Path = DEFAULT_RESULTS,
+    allow_errors: bool = False,
+    reps: int = 2000,
+    seed: int = 0,
+    progress: bool = True,
 ) -> list[Path]:
     """Regenerate ``results_dir/plots/`` and write ``LEADERBOARD.md`` and ``index.html``
-    there (each atomically); returns the paths written.
+    there, all or nothing (see :func:`_publish`); returns the paths written.
 
     Raises :class:`LeaderboardError` listing every bad results file, before writing
     anything, unless ``allow_errors``: then the pages are published with a warning banner
-    that lists them.
+    that lists them. Raises :class:`ResultsPathError` (creating nothing) when
+    ``results_dir`` does not exist or is not a folder. With ``progress``, one line per
+    step goes to stderr.
     """
     root = Path(results_dir)
+    say = _stderr_progress if progress else None
     res = collect(root)
     if res.problems and not allow_errors:
         raise LeaderboardError(res.errors)
-    tables = _tables(res, reps, seed)
-    intro = _INTRO.format(reps=reps, seed=seed)
-    written = _write_plots(res, root / PLOTS_DIR)
-    md, page = _markdown(res, tables, intro), _html(res, tables, intro)
-    atomic_write_text(root / "LEADERBOARD.md", md)
-    atomic_write_text(root / "index.html", page)
-    return [root / "LEADERBOARD.md", root / "index.html", *written]
+    if say is not None:
+        say(f"{res.n_records()} records of {len(res.groups)} benchmarks under {root}")
+    tables = _tables(res, reps, seed, say)
+    intro = _intro(reps, seed)
+    pages = {"LEADERBOARD.md": _markdown(res, tables, intro), "index.html": _html(res, tables, intro)}
+    written = _publish(root, pages, res, root / PLOTS_DIR, only=None, progress=say)
+    return [root / "LEADERBOARD.md", root / "index.html"] + [p for p in written if p.parent == root / PLOTS_DIR]
 
 
 # -- comparing two agents ----------------------------------------------------------------------
@@ -545,41 +709,36 @@ def compare(
     reps: int = 2000,
     seed: int = 0,
 ) -> tuple[dict[str, Any], str]:
-    """Compare ``agent_a`` with ``agent_b`` on ``benchmark_id``: ``(summary dict, text)``.
+    """Compare variant ``agent_a`` with ``agent_b`` on ``benchmark_id``: ``(summary dict, text)``.
 
-    Both agents' seeds are pooled (:func:`metarl_bench.stats.aggregate`) and their
-    ``which`` scores normalised where the benchmark has references. Reports IQM(a) -
-    IQM(b) and the probability that a run of ``a`` beats a run of ``b`` on the same task
-    (P(a > b) + 0.5 P(a = b), averaged over tasks; "beats" is "lower" for raw
-    lower-is-better scores), each with a stratified bootstrap 95% CI. Raises
-    ``ValueError`` naming what exists when an agent or the benchmark has no records, and
-    :class:`LeaderboardError` when records of either agent on it are bad.
+    ``agent_a`` and ``agent_b`` are row names (:attr:`Record.variant`: the agent's name
+    for its default configuration, else the variant name). Each one's seeds give a
+    ``(seeds, tasks)`` matrix (:func:`metarl_bench.stats.aggregate`) of ``which``
+    scores, normalised by the registered benchmark's references where it has them.
+    Reports IQM(a) - IQM(b) and the probability that a seed of ``a`` beats a seed of
+    ``b`` on the same task (P(a > b) + 0.5 P(a = b), averaged over tasks; "beats" is
+    "lower" for raw lower-is-better scores), each with a stratified bootstrap 95% CI.
+    Raises ``ValueError`` naming what exists when a variant or the benchmark has no
+    records, and :class:`LeaderboardError` when records of either on it are bad.
     """
     res = collect(results_dir)
     bad = [p.message for p in res.problems
            if p.benchmark_id in (None, benchmark_id) and p.agent in (None, agent_a, agent_b)]
     if bad:
         raise LeaderboardError(bad)
-    hashes = res.hashes(benchmark_id)
-    if not hashes:
-        have = sorted({b for b, _ in res.groups})
-        raise ValueError(f"no records of benchmark {benchmark_id!r} under {res.root}; benchmarks with records: {have}")
-    groups = {h: res.groups[(benchmark_id, h)] for h in hashes}
-    recs: dict[str, list[Record]] = {}
-    for name in (agent_a, agent_b):
-        found = [h for h in hashes if name in groups[h]]
-        if not found:
-            have = sorted({a for g in groups.values() for a in g})
-            raise ValueError(f"no records of agent {name!r} on {benchmark_id} under {res.root}; agents with records: {have}")
-        recs[name] = groups[found[0]][name]
-    ha, hb = (str(recs[n][0].benchmark["task_hash"]) for n in (agent_a, agent_b))
-    if ha != hb:
+    if benchmark_id not in res.groups:
         raise ValueError(
-            f"{agent_a} and {agent_b} were evaluated on different task lists of {benchmark_id} (task hash {ha} vs "
-            f"{hb}); re-run the stale agent so both share the benchmark's current tasks"
+            f"no records of benchmark {benchmark_id!r} under {res.root}; benchmarks with records: {sorted(res.groups)}"
         )
-    a = stats.aggregate(recs[agent_a], which=which)
-    b = stats.aggregate(recs[agent_b], which=which)
+    group = res.groups[benchmark_id]
+    for name in (agent_a, agent_b):
+        if name not in group:
+            raise ValueError(
+                f"no records of agent {name!r} on {benchmark_id} under {res.root}; agents with records: {sorted(group)}"
+            )
+    bench = res.benchmarks[benchmark_id]
+    a = stats.aggregate(group[agent_a], bench, which=which)
+    b = stats.aggregate(group[agent_b], bench, which=which)
     lower = a.lower_is_better
     iqm_a = stats.iqm_ci(a.scores, reps=reps, seed=seed)
     iqm_b = stats.iqm_ci(b.scores, reps=reps, seed=seed)
@@ -594,6 +753,7 @@ def compare(
         "task_hash": a.task_hash,
         "score": a.which,
         "normalized": a.normalized,
+        "normalization": a.normalization,
         "lower_is_better": lower,
         "agents": {
             agent_a: {"seeds": list(a.seeds), "runs": int(a.scores.shape[0]), "iqm": iv(iqm_a)},
@@ -605,6 +765,7 @@ def compare(
         "bootstrap": {"reps": reps, "seed": seed, "confidence": 0.95},
     }
     score = f"{'normalised ' if a.normalized else ''}{a.which} score"
+    norm_note = {"per-task": " normalised per test task", "benchmark": " normalised by benchmark-level references"}
     better = "lower" if lower else "higher"
     verdict = (
         "no clear difference (the IQM difference CI contains 0)" if diff.low <= 0 <= diff.high
@@ -617,6 +778,10 @@ def compare(
         f"  IQM {agent_b}: {fmt_ci(iqm_b)}",
         f"  IQM difference ({agent_a} - {agent_b}): {fmt_ci(diff)}",
         f"  P({agent_a} beats {agent_b}) on a task: {fmt_ci(poi)}",
-        f"  95% stratified bootstrap CIs, {reps} resamples, seed {seed}. Verdict: {verdict}.",
+        f"  95% stratified bootstrap CIs (seeds resampled within each task; scores{norm_note.get(a.normalization or '', ' raw')}), "
+        f"{reps} resamples, seed {seed}. Verdict: {verdict}.",
+    ] + [
+        f"  Note: {n} has fewer than {MIN_SEEDS} seeds; the intervals rest on too few independent training runs."
+        for n, agg in ((agent_a, a), (agent_b, b)) if len(agg.seeds) < MIN_SEEDS
     ])
     return summary, text

@@ -6,8 +6,10 @@
 - :func:`plot_profiles`: performance profiles (Agarwal et al. 2021), the fraction of
   runs x tasks scoring above each threshold, with pointwise bootstrap 95% bands.
 
-Both take ``records_by_agent``: agent name -> the records (one per seed) of that agent on
-one benchmark, and write ``<out_dir>/<benchmark id with "/" as "__">.<kind>.{png,svg}``.
+Both take ``records_by_agent``: variant name -> the records (one per seed) of that variant
+on one benchmark, and write ``<out_dir>/<benchmark id with "/" as "__">.<kind>.{png,svg}``.
+References, headline and direction come from the registered benchmark (``bench``, by
+default :func:`metarl_bench.benchmark` of the records' id), never from the records.
 """
 
 from __future__ import annotations
@@ -76,21 +78,34 @@ def _final_mask(record: Record, x: np.ndarray) -> np.ndarray:
     return np.array([float(v) in final_x and float(v) not in budget_x for v in x], dtype=bool)
 
 
-def axis_labels(record: Record) -> tuple[str, str]:
+def axis_labels(record: Record, lower_is_better: bool | None = None) -> tuple[str, str]:
     """``(x label, y label)`` for a benchmark's curves: ``record.extra["x_label"]`` /
     ``["y_label"]`` where the harness stored them, else by kind (lower-is-better means
     supervised: inner gradient steps and query MSE)."""
     extra = record.extra or {}
-    if record.benchmark.get("lower_is_better"):
+    lower = record.benchmark.get("lower_is_better") if lower_is_better is None else lower_is_better
+    if lower:
         default = ("inner gradient steps", "query MSE")
     else:
         default = ("episodes of experience in the test task", "return per episode")
     return str(extra.get("x_label") or default[0]), str(extra.get("y_label") or default[1])
 
 
-def _references(record: Record) -> tuple[float | None, float | None]:
-    # The curve is per episode, so the per-episode ("final") references apply.
-    return stats.reference(record, "final")
+def _bench_of(records_by_agent: Mapping[str, Sequence[Record]], bench: Any) -> Any:
+    if bench is not None:
+        return bench
+    from metarl_bench.benchmarks import benchmark
+
+    first = next(r for recs in records_by_agent.values() for r in recs)
+    return benchmark(first.benchmark_id)
+
+
+def _references(bench: Any) -> tuple[float | None, float | None]:
+    # The curve is per episode, so the per-episode ("final") benchmark-level references apply
+    # (the mean over test tasks where the benchmark has per-task ones).
+    refs = bench.references
+    rand, orac = refs["random"]["final"], refs["oracle"]["final"]
+    return (None if rand is None else float(rand)), (None if orac is None else float(orac))
 
 
 def _legend(ax: plt.Axes, n_entries: int) -> None:
@@ -144,7 +159,7 @@ def _title(benchmark_id: str, records: Sequence[Record]) -> str:
 
 
 def plot_curves(
-    records_by_agent: Mapping[str, Sequence[Record]], benchmark_id: str, out_dir: str | Path
+    records_by_agent: Mapping[str, Sequence[Record]], benchmark_id: str, out_dir: str | Path, bench: Any = None
 ) -> list[Path]:
     """Adaptation curves of every agent on ``benchmark_id``; returns the PNG and SVG paths.
 
@@ -155,8 +170,9 @@ def plot_curves(
     references where they exist.
     """
     items = _ordered(records_by_agent)
+    bench = _bench_of(records_by_agent, bench)
     first = items[0][1][0]
-    lower = bool(first.benchmark.get("lower_is_better"))
+    lower = bool(bench.lower_is_better)
     curves = {agent: pooled_curve(recs) for agent, recs in items}
     # Legend order = ranking by the final point, so it reads top to bottom like the plot.
     items.sort(key=lambda it: (curves[it[0]][1][-1] if lower else -curves[it[0]][1][-1], it[0]))
@@ -186,12 +202,12 @@ def plot_curves(
                     linewidth=1.2, linestyle=":")
             ax.errorbar(xf, mean[final], yerr=half[final], color=color, marker=marker, markersize=6,
                         capsize=3, linewidth=1.2, linestyle="none")
-    rand, orac = _references(first)
+    rand, orac = _references(bench)
     if rand is not None:
         ax.axhline(rand, label="random (reference)", **_RANDOM_STYLE)
     if orac is not None:
         ax.axhline(orac, label="oracle (reference)", **_ORACLE_STYLE)
-    xlabel, ylabel = axis_labels(first)
+    xlabel, ylabel = axis_labels(first, lower)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{ylabel} (lower is better)" if lower else ylabel)
     ax.set_title(_title(benchmark_id, items[0][1]), fontsize=10)
@@ -222,17 +238,20 @@ def plot_profiles(
     which: str = "headline",
     reps: int = 1000,
     seed: int = 0,
+    bench: Any = None,
 ) -> list[Path]:
     """Performance profiles of every agent on ``benchmark_id``; returns the PNG and SVG paths.
 
-    Scores are ``which`` (``"headline"``, ``"online"`` or ``"final"``) pooled over seeds
-    (:func:`metarl_bench.stats.aggregate`), normalised where the benchmark has random
-    and oracle references. The curve is the fraction of runs x tasks scoring above tau
-    (below, for raw lower-is-better scores); bands are pointwise stratified bootstrap 95%
-    CIs with ``reps`` replicates from ``seed``.
+    Scores are each variant's ``(seeds, tasks)`` matrix of ``which`` (``"headline"``,
+    ``"online"`` or ``"final"``; :func:`metarl_bench.stats.aggregate`), normalised where
+    the benchmark has random and oracle references. The curve is the fraction of seeds x
+    tasks scoring above tau (below, for raw lower-is-better scores); bands are pointwise
+    stratified bootstrap 95% CIs (seeds resampled within tasks) with ``reps`` replicates
+    from ``seed``.
     """
     items = _ordered(records_by_agent)
-    aggs = [stats.aggregate(recs, which=which) for _, recs in items]
+    bench = _bench_of(records_by_agent, bench)
+    aggs = [stats.aggregate(recs, bench, which=which) for _, recs in items]
     taus = profile_taus([a.scores for a in aggs])
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     style = _styles([a for a, _ in items])
@@ -253,18 +272,22 @@ def plot_profiles(
                 ax.axvline(v, label=f"{'random' if v == 0 else 'oracle'} (reference)", **line)
     ax.set_xlabel(f"{name} threshold τ" + ("" if agg.normalized else " (raw)"))
     rel = "<" if agg.lower_is_better else ">"
-    ax.set_ylabel(f"fraction of runs × tasks with score {rel} τ")
+    ax.set_ylabel(f"fraction of seeds × tasks with score {rel} τ")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(_title(benchmark_id, items[0][1]), fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.text(0.0, -0.16, f"bands: pointwise 95% stratified bootstrap CI ({reps} resamples of runs within tasks)",
+    per_task = " (normalised per test task)" if agg.normalization == "per-task" else ""
+    ax.text(0.0, -0.16, f"bands: pointwise 95% stratified bootstrap CI ({reps} resamples of seeds within tasks)"
+            f"{per_task}; each seed's adaptation runs averaged per task",
             transform=ax.transAxes, fontsize=7.5, color="0.35", va="top")
     _legend(ax, len(items) + 2)
     return _save(fig, out_dir, benchmark_id, "profiles")
 
 
 def plot_benchmark(
-    records_by_agent: Mapping[str, Sequence[Record]], benchmark_id: str, out_dir: str | Path
+    records_by_agent: Mapping[str, Sequence[Record]], benchmark_id: str, out_dir: str | Path, bench: Any = None
 ) -> list[Path]:
     """Both plots of one benchmark: curves then profiles (PNG and SVG each)."""
-    return plot_curves(records_by_agent, benchmark_id, out_dir) + plot_profiles(records_by_agent, benchmark_id, out_dir)
+    bench = _bench_of(records_by_agent, bench)
+    return (plot_curves(records_by_agent, benchmark_id, out_dir, bench=bench)
+            + plot_profiles(records_by_agent, benchmark_id, out_dir, bench=bench))

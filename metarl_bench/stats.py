@@ -2,10 +2,24 @@
 the statistical precipice"), as pure functions over fixed array shapes like rliable's
 ``metrics.py``.
 
-A score matrix has shape ``(runs, tasks)``: one score per independent run (all seeds of an
-agent stacked) and test task. Every metric also accepts leading batch axes,
-``(..., runs, tasks)``, and returns one value per batch entry; the bootstrap relies on
-this to evaluate thousands of resamples at once.
+The unit of a run. A score matrix has shape ``(runs, tasks)``, where a run is an
+independent training run: for a meta-learner, one meta-training seed. The adaptation runs
+of one trained agent on one task share that agent and are not independent, so
+:func:`aggregate` averages them per task first and gives a ``(seeds, tasks)`` matrix.
+Every metric also accepts leading batch axes, ``(..., runs, tasks)``, and returns one
+value per batch entry.
+
+The definitions are rliable's: the IQM is ``scipy.stats.trim_mean(·, 0.25)`` over all
+runs x tasks; the stratified bootstrap resamples, independently within each task, that
+task's runs with replacement (the task set stays fixed) and takes percentile intervals;
+the probability of improvement is, per task, the Mann-Whitney U statistic over ``n m``,
+averaged over tasks; a performance profile is the fraction of runs x tasks scoring above
+a threshold.
+
+The bootstrap of the IQM, its difference, the probability of improvement and the
+profiles is computed from how often each run is drawn in each task (the replicate's
+counts), which gives the same replicate values as evaluating the metric on the resampled
+matrices (the tests check both ways agree draw for draw) with no sorting per replicate.
 
 Orientation. Raw scores of a lower-is-better benchmark (supervised query MSE) are better
 when smaller. :func:`normalize` maps any score so that the random reference is 0 and the
@@ -15,7 +29,9 @@ the functions that compare (:func:`probability_of_improvement`,
 :func:`performance_profile`) take ``lower_is_better=True``, where "better" means
 "lower". :func:`aggregate` records which orientation its matrix has.
 
-Version history: v1, first version.
+Version history: v1, first version; v2, runs are meta-training seeds (adaptation runs
+averaged per task), per-task normalisation where the benchmark has per-task references,
+counts-based bootstrap, two-level (seeds, then tasks) bootstrap for mean scores.
 """
 
 from __future__ import annotations
@@ -33,6 +49,8 @@ if TYPE_CHECKING:
 ScoreFn = Callable[..., Any]
 
 _BOOT_CHUNK_ELEMS = 4_000_000  # resampled score entries per bootstrap batch (~32 MB float64)
+_WEIGHTED_CHUNK_ELEMS = 400_000  # count entries per batch of the counts-based path (fits in cache)
+IQM_CUT = 0.25  # rliable's aggregate_iqm: trim_mean(scores, proportiontocut=0.25, axis=None)
 
 
 class Interval(NamedTuple):
@@ -46,24 +64,29 @@ class Interval(NamedTuple):
 # -- scores -----------------------------------------------------------------------------------
 
 
-def normalize(scores: np.ndarray, random: float, oracle: float) -> np.ndarray:
-    """Normalised scores ``(score - random) / (oracle - random)``, any shape (e.g. ``(runs, tasks)``).
+def normalize(scores: np.ndarray, random: Any, oracle: Any) -> np.ndarray:
+    """Normalised scores ``(score - random) / (oracle - random)``.
 
+    ``random`` and ``oracle`` are scalars (benchmark-level references) or arrays that
+    broadcast against ``scores`` along its last axis (per-task references, ``(tasks,)``).
     0 is the random reference, 1 the oracle. For lower-is-better scores (``oracle <
     random``) the result is still higher-is-better.
     """
     if random is None or oracle is None:
         raise ValueError("normalize needs both a random and an oracle reference; this benchmark lacks one")
-    if oracle == random:
-        raise ValueError(f"cannot normalise: the random and oracle references are equal ({random})")
-    return (np.asarray(scores, dtype=np.float64) - random) / (oracle - random)
+    r = np.asarray(random, dtype=np.float64)
+    o = np.asarray(oracle, dtype=np.float64)
+    if np.any(o == r):
+        raise ValueError(f"cannot normalise: the random and oracle references are equal ({r[o == r].ravel()[0]})")
+    return (np.asarray(scores, dtype=np.float64) - r) / (o - r)
 
 
 def mean_and_se(scores: np.ndarray) -> tuple[float, float]:
-    """Mean score and its standard error for a ``(runs, tasks)`` matrix.
+    """Mean score and its standard error for a ``(runs, tasks)`` matrix of one seed.
 
     As the harness does for one seed: average the runs of each task, then the mean and
-    standard error (``ddof=1``) over tasks. The standard error is NaN with one task.
+    standard error (``ddof=1``) over tasks. The standard error is NaN with one task. It
+    says nothing about seed-to-seed spread; for several seeds use :func:`mean_ci`.
     """
     s = _matrix(scores)
     per_task = s.mean(axis=0)
@@ -73,14 +96,14 @@ def mean_and_se(scores: np.ndarray) -> tuple[float, float]:
 
 def iqm(scores: np.ndarray) -> Any:
     """Interquartile mean over all runs x tasks of ``(..., runs, tasks)``: the mean of the
-    middle 50% of the flattened scores (``scipy.stats.trim_mean(·, 0.25)``).
+    middle 50% of the flattened scores (``scipy.stats.trim_mean(·, 0.25)``, as rliable).
 
     Returns a float for a ``(runs, tasks)`` matrix, else an array of the leading shape.
     """
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim < 2:
         raise ValueError(f"iqm expects (..., runs, tasks), got shape {s.shape}")
-    out = sps.trim_mean(s.reshape(*s.shape[:-2], -1), 0.25, axis=-1)
+    out = sps.trim_mean(s.reshape(*s.shape[:-2], -1), IQM_CUT, axis=-1)
     return float(out) if s.ndim == 2 else out
 
 
@@ -89,9 +112,8 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, lower_is_better: bo
     ``y`` is ``(..., runs_y, tasks)``.
 
     Per task this is the Mann-Whitney U statistic of ``x`` against ``y`` divided by
-    ``runs_x * runs_y`` (``scipy.stats.mannwhitneyu(x, y).statistic / (n m)``; the tests
-    check the two agree). It is computed here by counting all run pairs because that
-    vectorises over bootstrap batches, which scipy's rank-based version does ~10x slower.
+    ``runs_x * runs_y`` (``scipy.stats.mannwhitneyu(x, y).statistic / (n m)``, rliable's
+    definition; the tests check the two agree), computed by counting all run pairs.
     With ``lower_is_better`` a lower score counts as better: P(X < Y) + 0.5 P(X = Y).
     """
     x = np.asarray(x, dtype=np.float64)
@@ -116,31 +138,85 @@ def performance_profile(scores: np.ndarray, taus: Sequence[float] | np.ndarray, 
     if s.ndim < 2:
         raise ValueError(f"performance_profile expects (..., runs, tasks), got shape {s.shape}")
     t = np.asarray(taus, dtype=np.float64).reshape(-1)
-    order = np.argsort(t, kind="stable")
-    return _profile_of_buckets(_buckets(s, t[order], lower_is_better), order, lower_is_better)
+    flat = np.sort(s.reshape(*s.shape[:-2], -1), axis=-1)
+    n = flat.shape[-1]
+    lead = flat.shape[:-1]
+    rows = flat.reshape(-1, n)
+    pos = np.stack([np.searchsorted(r, t, side="left" if lower_is_better else "right") for r in rows])  # (#below or #at-most, per tau)
+    frac = pos / n if lower_is_better else 1.0 - pos / n
+    return frac.reshape(*lead, t.size)
 
 
-def _buckets(scores: np.ndarray, sorted_taus: np.ndarray, lower_is_better: bool) -> np.ndarray:
-    """Per score, the count of thresholds it is compared against, so that (j = sorted index)
-    above: score > tau_j <=> j < bucket (#taus < score); below: score < tau_j <=> j >= bucket
-    (#taus <= score). Counting buckets is O(n log k) instead of O(n k) comparisons."""
-    return np.searchsorted(sorted_taus, scores, side="right" if lower_is_better else "left")
+# -- the same metrics weighted by bootstrap counts ---------------------------------------------
+#
+# ``counts`` has shape (n, runs, tasks): how many times each run of each task was drawn in
+# each of n replicates (every task column sums to ``runs``). A metric of the resampled
+# matrix depends only on the multiset of drawn values, which the counts give exactly.
 
 
-def _profile_of_buckets(b: np.ndarray, order: np.ndarray, lower_is_better: bool) -> np.ndarray:
-    """Profile ``(..., k)`` from bucket indices ``(..., runs, tasks)`` (see :func:`_buckets`)."""
-    lead, n, k = b.shape[:-2], b.shape[-2] * b.shape[-1], order.size
-    flat = np.asarray(b, dtype=np.int64).reshape(-1, n)
-    rows = flat.shape[0]
-    counts = np.bincount((np.arange(rows)[:, None] * (k + 1) + flat).ravel(), minlength=rows * (k + 1))
-    at_most = np.cumsum(counts.reshape(rows, k + 1), axis=1)[:, :k] / n  # fraction with bucket <= j
-    frac = at_most if lower_is_better else 1.0 - at_most
-    out = np.empty_like(frac)
-    out[:, order] = frac
-    return out.reshape(*lead, k)
+def _weighted_iqm(m: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """IQM of each replicate: ``trim_mean`` of the multiset in which entry ``m[r, t]``
+    appears ``counts[:, r, t]`` times. Returns ``(n,)``.
+
+    With the values sorted, ``v_0 <= ... <= v_{N-1}``, and ``U_i`` the cumulative count up
+    to ``v_i``, value ``v_i`` fills the sorted positions ``[U_{i-1}, U_i)``, of which
+    ``clip(U_i) - clip(U_{i-1})`` lie in the kept range ``[lo, hi)`` (``clip`` to
+    ``[lo, hi]``). Summing ``v_i`` times that by parts leaves one pass over ``clip(U)``.
+    """
+    n_total = m.size
+    order = np.argsort(m, axis=None, kind="stable")
+    vals = m.ravel()[order]
+    lo = int(IQM_CUT * n_total)  # scipy.stats.trim_mean's lowercut
+    hi = n_total - lo
+    cum = np.cumsum(counts.reshape(counts.shape[0], -1)[:, order], axis=1, dtype=np.float64)
+    np.clip(cum, lo, hi, out=cum)
+    return (hi * vals[-1] - lo * vals[0] + cum[:, :-1] @ (vals[:-1] - vals[1:])) / (hi - lo)
+
+
+def _weighted_poi(x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray, lower_is_better: bool) -> np.ndarray:
+    """:func:`probability_of_improvement` of each pair of replicates. Returns ``(n,)``."""
+    xe, ye = x[:, None, :], y[None, :, :]
+    kern = ((xe < ye) if lower_is_better else (xe > ye)) + 0.5 * (xe == ye)  # (runs_x, runs_y, tasks)
+    per_task = np.einsum("nst,sut,nut->nt", cx.astype(np.float64), kern, cy.astype(np.float64))
+    return per_task.mean(axis=1) / (x.shape[0] * y.shape[0])
+
+
+def _weighted_profile(m: np.ndarray, counts: np.ndarray, taus: np.ndarray, lower_is_better: bool) -> np.ndarray:
+    """:func:`performance_profile` of each replicate. Returns ``(n, k)``."""
+    order = np.argsort(m, axis=None, kind="stable")
+    vals = m.ravel()[order]
+    w = counts.reshape(counts.shape[0], -1)[:, order]
+    cum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(w, axis=1)], axis=1)  # weight of the first j
+    pos = np.searchsorted(vals, taus, side="left" if lower_is_better else "right")
+    at = cum[:, pos] / m.size
+    return at if lower_is_better else 1.0 - at
 
 
 # -- bootstrap --------------------------------------------------------------------------------
+
+
+def _percentile_interval(point: Any, boot: np.ndarray, alpha: float) -> Interval:
+    low, high = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    if np.ndim(point) == 0:
+        return Interval(float(point), float(low), float(high))
+    return Interval(np.asarray(point, dtype=np.float64), low, high)
+
+
+def _check_boot(reps: int, alpha: float) -> None:
+    if reps < 1 or not 0 < alpha < 1:
+        raise ValueError(f"need reps >= 1 and 0 < alpha < 1, got reps={reps}, alpha={alpha}")
+
+
+def _resample_idx(runs: int, tasks: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n, runs, tasks)`` run indices: each task's runs drawn with replacement."""
+    return rng.integers(0, runs, size=(n, runs, tasks))
+
+
+def _counts(idx: np.ndarray, runs: int) -> np.ndarray:
+    """How often each run is drawn per task and replicate: ``(n, runs, tasks)`` from indices."""
+    n, _, tasks = idx.shape
+    slot = (np.arange(n)[:, None, None] * runs + idx) * tasks + np.arange(tasks)
+    return np.bincount(slot.ravel(), minlength=n * runs * tasks).reshape(n, runs, tasks)
 
 
 def stratified_bootstrap_ci(
@@ -150,6 +226,7 @@ def stratified_bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
     vectorized: bool = True,
+    weighted_fn: ScoreFn | None = None,
 ) -> Interval:
     """Percentile ``1 - alpha`` confidence interval of ``score_fn(*matrices)``.
 
@@ -162,44 +239,54 @@ def stratified_bootstrap_ci(
     ``score_fn`` maps the matrices to a scalar or a ``(k,)`` array. With ``vectorized``
     (the default) it must accept leading batch axes, ``(batch, runs_i, tasks)`` ->
     ``(batch,)`` or ``(batch, k)``, as every metric in this module does; otherwise it is
-    called once per replicate. Returns ``Interval(point, low, high)``.
+    called once per replicate. With ``weighted_fn`` the replicates are evaluated from the
+    draw counts instead, ``weighted_fn(*counts)`` with one ``(batch, runs_i, tasks)``
+    count array per matrix, which must equal ``score_fn`` of the resampled matrices (the
+    draws are the same either way). Returns ``Interval(point, low, high)``.
     """
     mats = [_matrix(m) for m in matrices]
     if not mats:
         raise ValueError("stratified_bootstrap_ci needs at least one (runs, tasks) matrix")
-    if reps < 1 or not 0 < alpha < 1:
-        raise ValueError(f"need reps >= 1 and 0 < alpha < 1, got reps={reps}, alpha={alpha}")
+    _check_boot(reps, alpha)
     point = score_fn(*mats)
     rng = np.random.default_rng(seed)
     per_rep = max(sum(m.size for m in mats), int(np.prod([m.shape[0] for m in mats])) * mats[0].shape[1])
-    chunk = max(1, min(reps, _BOOT_CHUNK_ELEMS // max(per_rep, 1))) if vectorized else 1
+    limit = _WEIGHTED_CHUNK_ELEMS if weighted_fn is not None else _BOOT_CHUNK_ELEMS
+    chunk = max(1, min(reps, limit // max(per_rep, 1))) if vectorized or weighted_fn else 1
     values = []
     done = 0
     while done < reps:
         n = min(chunk, reps - done)
-        batch = [_resample(m, n, rng) for m in mats]
-        if vectorized:
+        idx = [_resample_idx(m.shape[0], m.shape[1], n, rng) for m in mats]
+        if weighted_fn is not None:
+            out = weighted_fn(*(_counts(i, m.shape[0]) for i, m in zip(idx, mats)))
+            values.append(np.asarray(out, dtype=np.float64).reshape(n, *np.shape(point)))
+        elif vectorized:
+            batch = [np.take(m.ravel(), i * m.shape[1] + np.arange(m.shape[1])) for i, m in zip(idx, mats)]
             values.append(np.asarray(score_fn(*batch), dtype=np.float64).reshape(n, *np.shape(point)))
         else:
-            values.append(np.asarray(score_fn(*(b[0] for b in batch)), dtype=np.float64)[None])
+            one = [np.take(m.ravel(), i[0] * m.shape[1] + np.arange(m.shape[1])) for i, m in zip(idx, mats)]
+            values.append(np.asarray(score_fn(*one), dtype=np.float64)[None])
         done += n
-    boot = np.concatenate(values, axis=0)
-    low, high = np.percentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
-    if np.ndim(point) == 0:
-        return Interval(float(point), float(low), float(high))
-    return Interval(np.asarray(point, dtype=np.float64), low, high)
+    return _percentile_interval(point, np.concatenate(values, axis=0), alpha)
 
 
 def iqm_ci(scores: np.ndarray, reps: int = 2000, alpha: float = 0.05, seed: int = 0) -> Interval:
     """IQM of a ``(runs, tasks)`` matrix with its stratified bootstrap CI."""
-    return stratified_bootstrap_ci(iqm, [scores], reps=reps, alpha=alpha, seed=seed)
+    m = _matrix(scores)
+    return stratified_bootstrap_ci(iqm, [m], reps=reps, alpha=alpha, seed=seed,
+                                   weighted_fn=lambda c: _weighted_iqm(m, c))
 
 
 def iqm_difference_ci(
     x: np.ndarray, y: np.ndarray, reps: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> Interval:
     """``IQM(x) - IQM(y)`` for ``(runs_x, tasks)`` and ``(runs_y, tasks)`` with its bootstrap CI."""
-    return stratified_bootstrap_ci(lambda a, b: iqm(a) - iqm(b), [x, y], reps=reps, alpha=alpha, seed=seed)
+    a, b = _matrix(x), _matrix(y)
+    return stratified_bootstrap_ci(
+        lambda p, q: iqm(p) - iqm(q), [a, b], reps=reps, alpha=alpha, seed=seed,
+        weighted_fn=lambda ca, cb: _weighted_iqm(a, ca) - _weighted_iqm(b, cb),
+    )
 
 
 def probability_of_improvement_ci(
@@ -211,8 +298,10 @@ def probability_of_improvement_ci(
     seed: int = 0,
 ) -> Interval:
     """:func:`probability_of_improvement` of ``(runs_x, tasks)`` over ``(runs_y, tasks)`` with its CI."""
+    a, b = _matrix(x), _matrix(y)
     return stratified_bootstrap_ci(
-        lambda a, b: probability_of_improvement(a, b, lower_is_better), [x, y], reps=reps, alpha=alpha, seed=seed
+        lambda p, q: probability_of_improvement(p, q, lower_is_better), [a, b], reps=reps, alpha=alpha, seed=seed,
+        weighted_fn=lambda ca, cb: _weighted_poi(a, b, ca, cb, lower_is_better),
     )
 
 
@@ -225,13 +314,38 @@ def performance_profile_ci(
     seed: int = 0,
 ) -> Interval:
     """:func:`performance_profile` of a ``(runs, tasks)`` matrix with pointwise ``(k,)`` CIs."""
+    m = _matrix(scores)
     t = np.asarray(taus, dtype=np.float64).reshape(-1)
-    order = np.argsort(t, kind="stable")
-    # Resampling each score's bucket is resampling the score, and buckets are found once.
-    buckets = _buckets(_matrix(scores), t[order], lower_is_better)
     return stratified_bootstrap_ci(
-        lambda b: _profile_of_buckets(b, order, lower_is_better), [buckets], reps=reps, alpha=alpha, seed=seed
+        lambda s: performance_profile(s, t, lower_is_better), [m], reps=reps, alpha=alpha, seed=seed,
+        weighted_fn=lambda c: _weighted_profile(m, c, t, lower_is_better),
     )
+
+
+def mean_ci(scores: np.ndarray, reps: int = 2000, alpha: float = 0.05, seed: int = 0) -> Interval:
+    """Mean of a ``(seeds, tasks)`` matrix with a two-level bootstrap percentile CI.
+
+    Each replicate draws the seeds (whole rows) with replacement, then, independently,
+    the tasks (whole columns) with replacement, and takes the mean of the resampled
+    matrix; so the interval carries both the seed-to-seed spread and the spread over
+    tasks. With one seed it reduces to a bootstrap over tasks.
+    """
+    m = _matrix(scores)
+    _check_boot(reps, alpha)
+    seeds, tasks = m.shape
+    rng = np.random.default_rng(seed)
+    values = []
+    chunk = max(1, min(reps, _BOOT_CHUNK_ELEMS // m.size))
+    done = 0
+    while done < reps:
+        n = min(chunk, reps - done)
+        s_idx = rng.integers(0, seeds, size=(n, seeds))
+        t_idx = rng.integers(0, tasks, size=(n, tasks))
+        cs = np.bincount((np.arange(n)[:, None] * seeds + s_idx).ravel(), minlength=n * seeds).reshape(n, seeds)
+        ct = np.bincount((np.arange(n)[:, None] * tasks + t_idx).ravel(), minlength=n * tasks).reshape(n, tasks)
+        values.append(np.einsum("ns,st,nt->n", cs.astype(np.float64), m, ct.astype(np.float64)) / m.size)
+        done += n
+    return _percentile_interval(float(m.mean()), np.concatenate(values), alpha)
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -239,82 +353,115 @@ def performance_profile_ci(
 
 @dataclass(frozen=True)
 class Aggregate:
-    """The pooled scores of every seed of one (benchmark, agent)."""
+    """The scores of every seed of one (benchmark, variant): a ``(seeds, tasks)`` matrix."""
 
     benchmark_id: str
-    agent: str
+    agent: str  # the variant: the agent's name for its default config, else the variant name
     task_hash: str
     which: str  # "online" or "final" (resolved from "headline")
     seeds: tuple[int, ...]
-    scores: np.ndarray  # (runs * seeds, tasks): per-seed score matrices stacked along runs
-    normalized: bool  # whether `scores` are normalised by the random/oracle references
+    scores: np.ndarray  # (seeds, tasks): each seed's adaptation runs averaged per task
+    normalized: bool  # whether `scores` are normalised by random/oracle references
     lower_is_better: bool  # orientation of `scores`: always False once normalised
+    normalization: str | None = None  # "per-task", "benchmark" or None (raw)
 
 
-def aggregate(records: Sequence[Record], which: str = "headline", normalized: bool = True) -> Aggregate:
-    """Pool the seeds of one (benchmark, agent): stack their ``(runs, tasks)`` score
-    matrices along runs, sorted by seed.
+class Normalizer(NamedTuple):
+    """Random and oracle references of one score: floats, or ``(tasks,)`` arrays per task."""
 
-    ``which`` is ``"online"``, ``"final"`` or ``"headline"`` (the benchmark's headline
-    metric). With ``normalized`` the scores are normalised by the benchmark's random and
-    oracle references for that metric *where both exist*; check ``Aggregate.normalized``.
-    Raises ``ValueError`` if the records mix benchmarks, agents or task lists (task hash),
-    or repeat a seed.
+    random: Any
+    oracle: Any
+    kind: str  # "per-task" or "benchmark"
+
+
+def normalizer(bench: Any, which: str) -> Normalizer | None:
+    """The references ``which`` (``"online"`` or ``"final"``) scores of ``bench`` are
+    normalised by, or None when it has none.
+
+    Per task where the benchmark gives each test task its own random and oracle return
+    (``bench.task_references``, per episode; the online score's are ``budget`` times
+    those), so that the oracle scores 1 on every task in expectation; else the
+    benchmark-level ``bench.references``.
+    """
+    if which not in ("online", "final"):
+        raise ValueError(f"unknown score {which!r}; use 'online' or 'final'")
+    per_task = getattr(bench, "task_references", None)
+    if per_task is not None:
+        scale = float(bench.protocol.budget_episodes) if which == "online" else 1.0
+        return Normalizer(scale * np.asarray(per_task["random"], dtype=np.float64),
+                          scale * np.asarray(per_task["oracle"], dtype=np.float64), "per-task")
+    refs = bench.references
+    rand, orac = refs["random"][which], refs["oracle"][which]
+    if rand is None or orac is None or rand == orac:
+        return None
+    return Normalizer(float(rand), float(orac), "benchmark")
+
+
+def seed_task_matrix(records: Sequence[Record], which: str) -> np.ndarray:
+    """``(seeds, tasks)``: row i is record i's ``which`` scores with its adaptation runs
+    averaged per task (its ``(runs, tasks)`` score matrix averaged over runs)."""
+    rows = [r.score_matrix(which).mean(axis=0) for r in records]
+    if len({row.shape for row in rows}) > 1:
+        raise ValueError(f"{records[0].benchmark_id}/{records[0].variant}: seeds have different numbers of test tasks")
+    return np.stack(rows)
+
+
+def aggregate(records: Sequence[Record], bench: Any, which: str = "headline", normalized: bool = True) -> Aggregate:
+    """The ``(seeds, tasks)`` scores of the seeds of one (benchmark, variant), sorted by seed.
+
+    ``bench`` is the registered benchmark (:func:`metarl_bench.benchmark`): the headline,
+    orientation and references come from it, never from the records. ``which`` is
+    ``"online"``, ``"final"`` or ``"headline"``. With ``normalized`` the scores are
+    normalised (:func:`normalizer`) where references exist; check
+    ``Aggregate.normalized``. Raises ``ValueError`` if the records are of another
+    benchmark or task list than ``bench``, mix variants, or repeat a seed.
     """
     if not records:
         raise ValueError("aggregate needs at least one record")
     recs = sorted(records, key=lambda r: r.seed)
     first = recs[0]
-    for key, get in (
-        ("benchmark", lambda r: r.benchmark_id),
-        ("agent", lambda r: r.agent_name),
-        ("task list (benchmark.task_hash)", lambda r: str(r.benchmark["task_hash"])),
+    for key, get, want in (
+        ("benchmark", lambda r: r.benchmark_id, str(bench.id)),
+        ("task list (benchmark.task_hash)", lambda r: str(r.benchmark["task_hash"]), str(bench.task_hash)),
     ):
         seen = sorted({get(r) for r in recs})
-        if len(seen) > 1:
+        if seen != [want]:
             raise ValueError(
-                f"cannot pool records of different {key}: {seen}; keep only records of one "
-                f"benchmark version and agent (re-run the stale seeds)"
+                f"cannot aggregate records of {key} {seen} as {bench.id} (its {key} is {want!r}); keep only "
+                f"records of the registered benchmark's current task list (re-run the stale seeds)"
             )
+    variants = sorted({r.variant for r in recs})
+    if len(variants) > 1:
+        raise ValueError(f"cannot pool records of different variants: {variants}")
     seeds = [r.seed for r in recs]
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{first.benchmark_id}/{first.agent_name}: seed repeated in {seeds}")
+        raise ValueError(f"{first.benchmark_id}/{first.variant}: seed repeated in {seeds}")
     if which == "headline":
-        which = str(first.benchmark["headline"])
-    mats = [r.score_matrix(which) for r in recs]
-    if len({m.shape[1] for m in mats}) > 1:
-        raise ValueError(f"{first.benchmark_id}/{first.agent_name}: seeds have different numbers of test tasks")
-    scores = np.concatenate(mats, axis=0)
-    lower = bool(first.benchmark.get("lower_is_better", False))
-    is_norm = False
+        which = str(bench.headline)
+    scores = seed_task_matrix(recs, which)
+    lower = bool(getattr(bench, "lower_is_better", False))
+    kind = None
     if normalized:
-        rand, orac = reference(first, which)
-        if rand is not None and orac is not None and rand != orac:
-            scores = normalize(scores, rand, orac)
-            is_norm, lower = True, False
+        ref = normalizer(bench, which)
+        if ref is not None:
+            if ref.kind == "per-task" and np.shape(ref.random) != (scores.shape[1],):
+                raise ValueError(
+                    f"{first.benchmark_id}/{first.variant}: records have {scores.shape[1]} test tasks, the registered "
+                    f"benchmark {np.shape(ref.random)[0]}; re-run these seeds"
+                )
+            scores = normalize(scores, ref.random, ref.oracle)
+            kind, lower = ref.kind, False
     return Aggregate(
         benchmark_id=first.benchmark_id,
-        agent=first.agent_name,
+        agent=first.variant,
         task_hash=str(first.benchmark["task_hash"]),
         which=which,
         seeds=tuple(seeds),
         scores=scores,
-        normalized=is_norm,
+        normalized=kind is not None,
         lower_is_better=lower,
+        normalization=kind,
     )
-
-
-def reference(record: Record, which: str) -> tuple[float | None, float | None]:
-    """The ``(random, oracle)`` references of ``record``'s benchmark for ``which`` score."""
-    refs = record.scores.get("references") or {}
-    if which == "headline":
-        which = str(record.benchmark["headline"])
-
-    def get(name: str) -> float | None:
-        v = (refs.get(name) or {}).get(which)
-        return None if v is None else float(v)
-
-    return get("random"), get("oracle")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -325,11 +472,3 @@ def _matrix(m: np.ndarray) -> np.ndarray:
     if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"expected a non-empty (runs, tasks) matrix, got shape {a.shape}")
     return a
-
-
-def _resample(m: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` stratified resamples of ``(runs, tasks)``: runs drawn with replacement per task."""
-    runs, tasks = m.shape
-    idx = rng.integers(0, runs, size=(n, runs, tasks))
-    # Row-major flat index of (idx, task); np.take is ~3x faster than m[idx, arange(tasks)].
-    return np.take(m.ravel(), idx * tasks + np.arange(tasks))
