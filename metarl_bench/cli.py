@@ -407,6 +407,7 @@ def _os_error_line(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from metarl_bench.family import UnknownIdError
+    from metarl_bench.sweep import BackendError
 
     previous = None
     if threading_main():
@@ -418,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         print(f"metarl-bench {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 1
+    except BackendError as exc:
+        print(f"metarl-bench {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
         print("interrupted: finished records are kept; rerun the same command to continue", file=sys.stderr)

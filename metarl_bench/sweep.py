@@ -68,6 +68,10 @@ class JobBusy(RuntimeError):
     """The job is claimed by another live process."""
 
 
+class BackendError(RuntimeError):
+    """The sweep's backend (Ray) is missing or did not start."""
+
+
 def check_seeds(seeds: Iterable[Any]) -> tuple[list[int], list[int]]:
     """The distinct seeds in order, and the repeated ones; ``ValueError`` naming a bad seed."""
     from metarl_bench.harness import check_seed
@@ -365,7 +369,7 @@ def _run_ray(
     try:
         import ray
     except ImportError:
-        raise RuntimeError("the ray backend needs Ray: pip install 'metarl-bench[ray]'") from None
+        raise BackendError("the ray backend needs Ray: pip install 'metarl-bench[ray]'") from None
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")  # a cluster if RAY_ADDRESS is set, else local
         errors: list[BaseException] = []
@@ -380,12 +384,12 @@ def _run_ray(
         t.start()
         t.join(RAY_INIT_TIMEOUT_S)
         if t.is_alive():
-            raise RuntimeError(
-                f"Ray did not start within {RAY_INIT_TIMEOUT_S:.0f} s (RAY_ADDRESS={address!r}); check that the "
+            raise BackendError(
+                f"Ray did not start within {RAY_INIT_TIMEOUT_S:g} s (RAY_ADDRESS={address!r}); check that the "
                 f"cluster is up and the address is right, or unset RAY_ADDRESS for a local Ray"
             )
         if errors:
-            raise RuntimeError(f"Ray did not start (RAY_ADDRESS={address!r}): {errors[0]}") from errors[0]
+            raise BackendError(f"Ray did not start (RAY_ADDRESS={address!r}): {errors[0]}") from errors[0]
     remote = ray.remote(num_cpus=1)(run_job)
     refs = {remote.remote(j, results, True, force): j for j in todo}
     pending = list(refs)
