@@ -84,12 +84,13 @@ def _interrupt_sweep(
 
 
 def _check_folder(results: Path, allow_tmp: bool) -> list[Path]:
-    """Only valid records (and, if allowed, ignored .tmp-* files) under ``results``; returns the records."""
+    """Only valid records (and, if allowed, ignored .tmp-* and claim files) under ``results``; returns the records."""
     records = _records(results)
     for p in records:
         load_record(p)  # raises RecordError naming the file if it is not a valid record
     leftovers = [p for p in results.rglob("*") if p.is_file() and p not in records]
-    tmp = [p for p in leftovers if p.name.startswith(".tmp-")]
+    # a killed process may also leave its job's (released) .seed-N.claim file, which the next claim takes over
+    tmp = [p for p in leftovers if p.name.startswith(".tmp-") or (p.name.startswith(".seed-") and p.suffix == ".claim")]
     assert not [p for p in leftovers if p not in tmp], f"unexpected files: {leftovers}"
     if not allow_tmp:
         assert not tmp, f"an interrupted write left temporary files: {tmp}"
