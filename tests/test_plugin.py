@@ -62,4 +62,119 @@ def test_installed_plugin_is_listed_and_passes_check_env(installed_plugin):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "batched vs single envs" in checked.stdout
     assert f"provider: {DIST}" in checked.stdout
+    # The set_task check switched between the two different corridor tasks (seed 0 draws goal 1 twice).
+    set_task_line = next(line for line in checked.stdout.splitlines() if "set_task: at the next reset" in line)
+    assert "CorridorTask(goal=1)" in set_task_line and "CorridorTask(goal=-1)" in set_task_line
+    assert "left that episode unchanged" in set_task_line
 
+
+
+# --- a broken plugin is reported and skipped ------------------------------------------------
+
+
+@pytest.fixture
+def fake_entry_points(monkeypatch):
+    """Replace the installed entry points by the real ones plus ``extra``; restore the registries after."""
+    import importlib
+    import importlib.metadata
+    import types
+
+    import gymnasium as gym
+
+    family_mod = importlib.import_module("metarl_bench.family")
+
+    real = list(importlib.metadata.entry_points(group=family_mod.ENTRY_POINT_GROUP))
+    families, envs = dict(family_mod._REGISTRY), dict(gym.registry)
+
+    def install(*extra: tuple[str, str, str | None], modules: dict[str, types.ModuleType] | None = None) -> None:
+        for name, module in (modules or {}).items():
+            monkeypatch.setitem(sys.modules, name, module)
+        eps = []
+        for name, value, dist in extra:
+            ep = importlib.metadata.EntryPoint(name, value, family_mod.ENTRY_POINT_GROUP)
+            eps.append(ep._for(types.SimpleNamespace(name=dist)) if dist else ep)
+        original = importlib.metadata.entry_points
+
+        def entry_points(**kw: object) -> object:
+            return real + eps if kw.get("group") == family_mod.ENTRY_POINT_GROUP else original(**kw)
+
+        monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+        monkeypatch.setattr(family_mod, "_PLUGINS_LOADED", False)
+        monkeypatch.setattr(family_mod, "_PLUGIN_ERRORS", [])
+
+    yield install
+    family_mod._REGISTRY.clear()
+    family_mod._REGISTRY.update(families)
+    for eid in set(gym.registry) - set(envs):
+        del gym.registry[eid]
+    gym.registry.update(envs)
+
+
+def _half_plugin():
+    """A plugin module whose hook registers one family, then raises."""
+    import types
+
+    from metarl_bench.envs import Navigation2DFamily
+
+    module = types.ModuleType("metarl_half_plugin")
+
+    def register() -> None:
+        import metarl_bench
+
+        metarl_bench.register_family(type("Half", (Navigation2DFamily,), {"id": "Half/Registered-v0"}))
+        raise RuntimeError("the second family's data file is missing")
+
+    def register_ok() -> None:
+        import metarl_bench
+
+        metarl_bench.register_family(type("Fine", (Navigation2DFamily,), {"id": "Fine/Plugin-v0"}))
+
+    module.register, module.register_ok = register, register_ok  # type: ignore[attr-defined]
+    return module
+
+
+def test_broken_plugins_are_reported_once_and_skipped(fake_entry_points, capsys):
+    import gymnasium as gym
+
+    import metarl_bench
+    from metarl_bench.family import plugin_errors
+
+    fake_entry_points(
+        ("broken", "metarl_no_such_plugin_module:register", "metarl-broken"),
+        ("half", "metarl_half_plugin:register", "metarl-half"),
+        ("fine", "metarl_half_plugin:register_ok", "metarl-fine"),
+        modules={"metarl_half_plugin": _half_plugin()},
+    )
+    ids = metarl_bench.family_ids()
+    assert "MetaRL/Navigation2D-v0" in ids and "Fine/Plugin-v0" in ids  # the others still load
+    # Nothing is left half-registered by the plugin that failed half-way.
+    assert "Half/Registered-v0" not in ids and "Half/Registered-v0" not in gym.registry
+    assert metarl_bench.family("Fine/Plugin-v0") is not None
+    errors = {e.name: e for e in plugin_errors()}
+    assert set(errors) == {"broken", "half"}
+    assert errors["broken"].provider == "metarl-broken"
+    assert errors["broken"].error.startswith("ModuleNotFoundError: No module named 'metarl_no_such_plugin_module'")
+    assert errors["half"].provider == "metarl-half"
+    assert errors["half"].error == "RuntimeError: the second family's data file is missing"
+    metarl_bench.family_ids()
+    metarl_bench.family("MetaRL/Bandit-v0")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err  # one line per broken plugin, once per process
+    assert "'broken'" in err[0] and "metarl-broken" in err[0] and "No module named" in err[0]
+    assert "pip uninstall metarl-broken" in err[0]
+    assert "'half'" in err[1] and "metarl-half" in err[1] and "data file is missing" in err[1]
+
+
+def test_broken_plugin_leaves_check_env_and_evaluate_working(fake_entry_points, capsys):
+    import metarl_bench
+    from metarl_bench.checks import check_family
+    from metarl_bench.cli import main
+
+    fake_entry_points(("broken", "metarl_no_such_plugin_module:register", "metarl-broken"))
+    assert all(r.passed for r in check_family("MetaRL/Bandit-v0"))
+    record = metarl_bench.evaluate(metarl_bench.agent("random"), metarl_bench.benchmark("MetaRL/Bandit-k5-n10-v0"))
+    assert 4.0 < record.scores["online"]["value"] < 6.0  # n=10 pulls at mean 1/2
+    assert main(["list", "families"]) == 0
+    out, err = capsys.readouterr()
+    assert "MetaRL/Navigation2D-v0" in out
+    assert err.count("skipped the plugin 'broken'") == 1
