@@ -302,6 +302,7 @@ def evaluate(
     :class:`~metarl_bench.agents.DivergenceError`) in ``checkpoints``, else in
     ``<results>/.checkpoints``, else in the system's temporary folder, and the error names the file.
     """
+    seed = check_seed(seed)
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     reason = agent.supports(bench)
     if reason is not None:
