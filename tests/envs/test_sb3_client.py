@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def test_sb3_env_checker_passes_on_a_family_env():
     assert not others, others
 
 
-def test_ppo_trains_on_navigation_for_2000_steps():
+def test_ppo_trains_on_navigation_for_2000_steps(tmp_path_factory):
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -39,6 +40,8 @@ def test_ppo_trains_on_navigation_for_2000_steps():
     model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, n_epochs=2, seed=0, device="cpu", verbose=0)
     model.learn(total_timesteps=2048)
     assert model.num_timesteps >= 2048
+    # SB3's logger folder lands in pytest's temporary folder, not as SB3-<date> in the system one.
+    assert Path(model.logger.get_dir()).is_relative_to(tmp_path_factory.getbasetemp())
     mean, std = evaluate_policy(model, Monitor(env), n_eval_episodes=2, deterministic=True)
     assert np.isfinite(mean) and np.isfinite(std) and mean < 0
     for p in model.policy.parameters():
