@@ -31,14 +31,14 @@ def test_ints_are_accepted_for_floats_and_coerced():
 def test_tuned_config_falls_back_from_smoke_to_quick_tier(tmp_path, monkeypatch):
     import metarl_bench.agents as agents
 
-    (tmp_path / "demo.yaml").write_text(
-        "default: {a: 1}\nMetaRL/X-v0: {b: 2}\nMetaRL/X-smoke-v0: {c: 3}\n"
-    )
+    # keys must be registered benchmark ids (or 'default')
+    quick, smoke, other = "MetaRL/Bandit-k5-n10-v0", "MetaRL/Bandit-k5-n10-smoke-v0", "MetaRL/Bandit-k10-n10-v0"
+    (tmp_path / "demo.yaml").write_text(f"default: {{a: 1}}\n{quick}: {{b: 2}}\n{smoke}: {{c: 3}}\n")
     monkeypatch.setattr(agents, "_config_dir", lambda: tmp_path)
-    assert tuned_config("demo", "MetaRL/X-v0") == {"a": 1, "b": 2}
-    assert tuned_config("demo", "MetaRL/X-smoke-v0") == {"a": 1, "b": 2, "c": 3}
-    assert tuned_config("demo", "MetaRL/Y-v0") == {"a": 1}
-    assert tuned_config("no-such-agent", "MetaRL/X-v0") == {}
+    assert tuned_config("demo", quick) == {"a": 1, "b": 2}
+    assert tuned_config("demo", smoke) == {"a": 1, "b": 2, "c": 3}
+    assert tuned_config("demo", other) == {"a": 1}
+    assert tuned_config("no-such-agent", quick) == {}
 
 
 def test_reference_agents_are_registered():
