@@ -7,13 +7,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test bench lint clean
 
-# torch is pinned and installed first: the CPU wheel is on disk, while an unpinned
-# torch pulled in by another package would fetch a multi-GB CUDA build.
-$(STAMP): pyproject.toml Makefile
+# Every dependency is installed at the version in constraints.txt, the versions the suite was
+# tested with (pyproject.toml keeps only lower bounds). torch is installed first: its CPU wheel
+# is on disk, while an unpinned torch pulled in by another package would fetch a multi-GB CUDA build.
+CONSTRAINTS := constraints.txt
+
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(CONSTRAINTS) --upgrade pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) torch
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
