@@ -323,32 +323,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     ``mkstemp`` creates its file readable by its owner only; the file is given
     ``0o666 & ~umask`` before the rename, so others can read a shared results folder.
     """
-    write_files_atomically({path: text})
-
-
-def write_files_atomically(files: dict[str | Path, str]) -> None:
-    """Write several files, each atomically: all temporary files are written and synced
-    first, then renamed in order, so a failure while writing (a full disk) changes none."""
-    mode = 0o666 & ~current_umask()
-    staged: list[tuple[str, Path]] = []
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     try:
-        for path_, text in files.items():
-            path = Path(path_)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-        while staged:
-            tmp, path = staged[0]
-            os.replace(tmp, path)
-            staged.pop(0)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -147,3 +147,15 @@ def test_a_missing_results_folder_is_not_created(tmp_path, capsys, cmd):
 def test_plot_of_a_folder_without_records_is_an_error(tmp_path, capsys):
     assert main(["plot", "--results", str(tmp_path)]) != 0
     assert "no records to plot" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_bad_record_does_not_block_compare_of_other_agents(tmp_path, capsys):
+    run = ["run", "--benchmark", SMOKE, "--agent", "random", "thompson", "ucb1", "--seeds", "0", "1", "2",
+           "--workers", "1", "--results", str(tmp_path)]
+    assert main(run) == 0
+    bad = record_path(tmp_path, SMOKE, "ucb1", 1)
+    bad.write_bytes(b"\xff\xfe not a record")
+    capsys.readouterr()
+    assert main(["compare", "thompson", "random", "--benchmark", SMOKE, "--results", str(tmp_path)]) == 0
+    assert main(["compare", "ucb1", "random", "--benchmark", SMOKE, "--results", str(tmp_path)]) != 0
+    assert f"{bad}: not UTF-8" in capsys.readouterr().err
