@@ -608,27 +608,70 @@ def write_plots(
     return _publish(out.parent, {}, res, out, only=benchmark_id, progress=_stderr_progress if progress else None)
 
 
-def _draw_plots(res: Results, out_dir: Path, only: str | None, progress: Callable[[str], None] | None) -> list[Path]:
+def _draw_one(res: Results, bid: str, out_dir: Path) -> list[Path]:
     from metarl_bench.plots import plot_benchmark
 
-    written: list[Path] = []
+    return plot_benchmark(res.groups[bid], _label(bid), out_dir, bench=res.benchmarks[bid])
+
+
+_FORKED: tuple[Results, Path] | None = None  # what forked plot workers read (inherited, never pickled)
+
+
+def _draw_forked(bid: str) -> list[Path]:
+    assert _FORKED is not None
+    return _draw_one(_FORKED[0], bid, _FORKED[1])
+
+
+def _start_plots(
+    res: Results, out_dir: Path, only: str | None, progress: Callable[[str], None] | None
+) -> Callable[[], list[Path]]:
+    """Start drawing the plots into ``out_dir``; returns a function that waits for them and
+    gives the paths written. With several benchmarks and CPUs they are drawn by forked
+    worker processes while the caller goes on (building the tables)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _FORKED
     keys = [b for b in sorted(res.groups) if only is None or b == only]
-    for i, bid in enumerate(keys):
-        if progress is not None:
-            progress(f"plots {i + 1}/{len(keys)}: {bid}")
-        written += plot_benchmark(res.groups[bid], _label(bid), out_dir, bench=res.benchmarks[bid])
-    return written
+    workers = min(len(keys), os.cpu_count() or 1)
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        def draw_here() -> list[Path]:
+            written: list[Path] = []
+            for i, bid in enumerate(keys):
+                if progress is not None:
+                    progress(f"plots {i + 1}/{len(keys)}: {bid}")
+                written += _draw_one(res, bid, out_dir)
+            return written
+        return draw_here
+    _FORKED = (res, out_dir)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    futures = [pool.submit(_draw_forked, bid) for bid in keys]
+
+    def wait() -> list[Path]:
+        global _FORKED
+        try:
+            written: list[Path] = []
+            for i, (bid, fut) in enumerate(zip(keys, futures)):
+                written += fut.result()
+                if progress is not None:
+                    progress(f"plots {i + 1}/{len(keys)}: {bid}")
+            return written
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            _FORKED = None
+    return wait
 
 
 def _publish(
     root: Path,
-    pages: dict[str, str],
+    pages: Callable[[], dict[str, str]] | dict[str, str],
     res: Results,
     plots_dir: Path,
     only: str | None,
     progress: Callable[[str], None] | None,
 ) -> list[Path]:
-    """Write the plots and ``pages`` (file name under ``root`` -> text) all or nothing.
+    """Write the plots and ``pages`` (file name under ``root`` -> text, or a function
+    building them, run while the plots are drawn) all or nothing.
 
     Everything is written into a staging folder beside the outputs first; only when every
     file was written are they renamed into place (a rename needs no space), so a failure
@@ -639,9 +682,11 @@ def _publish(
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
     try:
         os.chmod(staging, 0o777 & ~current_umask())
-        staged_plots = _draw_plots(res, staging / PLOTS_DIR, only, progress)
+        wait = _start_plots(res, staging / PLOTS_DIR, only, progress)
+        texts = pages() if callable(pages) else pages
+        staged_plots = wait()
         moves = [(p, plots_dir / p.name) for p in staged_plots]
-        for name, text in pages.items():
+        for name, text in texts.items():
             tmp = staging / name
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -690,9 +735,12 @@ def write_leaderboard(
         raise LeaderboardError(res.errors)
     if say is not None:
         say(f"{res.n_records()} records of {len(res.groups)} benchmarks under {root}")
-    tables = _tables(res, reps, seed, say)
-    intro = _intro(reps, seed)
-    pages = {"LEADERBOARD.md": _markdown(res, tables, intro), "index.html": _html(res, tables, intro)}
+
+    def pages() -> dict[str, str]:
+        tables = _tables(res, reps, seed, say)
+        intro = _intro(reps, seed)
+        return {"LEADERBOARD.md": _markdown(res, tables, intro), "index.html": _html(res, tables, intro)}
+
     written = _publish(root, pages, res, root / PLOTS_DIR, only=None, progress=say)
     return [root / "LEADERBOARD.md", root / "index.html"] + [p for p in written if p.parent == root / PLOTS_DIR]
 

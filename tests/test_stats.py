@@ -1,4 +1,4 @@
-"""Statistics on tiny hand-made matrices with exact answers (layout: (runs, tasks))."""
+"""Statistics on tiny hand-made matrices with exact answers (layout: (runs, tasks), runs = seeds)."""
 
 from __future__ import annotations
 
@@ -13,25 +13,30 @@ from metarl_bench.harness import build_record
 from metarl_bench.results import Record
 
 
-def fake_record(
-    returns: np.ndarray,
-    seed: int = 0,
-    agent: str = "a",
+def fake_bench(
     bench_id: str = "MetaRL/Fake-v0",
     task_hash: str = "h0",
     headline: str = "online",
     lower_is_better: bool = False,
     refs: dict | None = None,
     budget: int = 2,
-) -> Record:
-    """A record built by the harness's own ``build_record`` from ``(tasks, runs, episodes)`` returns."""
-    n_ep = returns.shape[2]
-    bench = SimpleNamespace(
+    tasks: int = 2,
+    task_refs: dict | None = None,
+) -> SimpleNamespace:
+    """A stand-in for a registered benchmark: what the harness and the statistics read."""
+    return SimpleNamespace(
         id=bench_id, version=0, task_hash=task_hash, tier="smoke", headline=headline,
-        lower_is_better=lower_is_better, test_tasks=list(range(returns.shape[0])),
+        lower_is_better=lower_is_better, test_tasks=list(range(tasks)),
         references=refs or {"random": {"online": None, "final": None}, "oracle": {"online": None, "final": None}},
+        task_references=task_refs, protocol=SimpleNamespace(budget_episodes=budget),
         summary=lambda: {"protocol": {"budget_episodes": budget}},
     )
+
+
+def fake_record(returns: np.ndarray, seed: int = 0, agent: str = "a", budget: int = 2, **bench_kw) -> Record:
+    """A record built by the harness's own ``build_record`` from ``(tasks, runs, episodes)`` returns."""
+    n_ep = returns.shape[2]
+    bench = fake_bench(budget=budget, tasks=returns.shape[0], **bench_kw)
     ag = SimpleNamespace(name=agent, resolved_config=lambda: {"lr": 1.0})
     x = np.concatenate([np.arange(budget), np.full(n_ep - budget, budget)]).astype(float)
     phase = ["budget"] * budget + ["final"] * (n_ep - budget)
@@ -129,32 +134,43 @@ def test_poi_and_profile_cis():
     assert diff.point == pytest.approx(1.0)
 
 
-def test_aggregate_stacks_seeds_and_normalizes():
+def test_aggregate_averages_runs_per_seed_and_normalizes():
     refs = {"random": {"online": 1.0, "final": 0.5}, "oracle": {"online": 3.0, "final": 1.5}}
+    bench = fake_bench(refs=refs)
     r0 = fake_record(np.ones((2, 3, 4)), seed=0, refs=refs)  # online score 2 everywhere
     r1 = fake_record(np.zeros((2, 3, 4)), seed=1, refs=refs)  # online score 0
-    agg = stats.aggregate([r1, r0])
+    agg = stats.aggregate([r1, r0], bench)
     assert agg.seeds == (0, 1)
-    assert agg.scores.shape == (6, 2)
-    assert agg.normalized and not agg.lower_is_better and agg.which == "online"
-    np.testing.assert_allclose(agg.scores[:3], 0.5)  # (2 - 1) / (3 - 1)
-    np.testing.assert_allclose(agg.scores[3:], -0.5)
-    raw = stats.aggregate([r0, r1], which="final", normalized=False)
-    np.testing.assert_allclose(raw.scores[:3], 1.0)
+    assert agg.scores.shape == (2, 2)  # (seeds, tasks): the 3 runs of a seed are averaged
+    assert agg.normalized and agg.normalization == "benchmark" and not agg.lower_is_better and agg.which == "online"
+    np.testing.assert_allclose(agg.scores[0], 0.5)  # (2 - 1) / (3 - 1)
+    np.testing.assert_allclose(agg.scores[1], -0.5)
+    raw = stats.aggregate([r0, r1], bench, which="final", normalized=False)
+    np.testing.assert_allclose(raw.scores[0], 1.0)
     assert not raw.normalized
 
 
 def test_aggregate_lower_is_better_without_references_keeps_orientation():
+    bench = fake_bench(headline="final", lower_is_better=True)
     r = fake_record(np.ones((2, 3, 4)), headline="final", lower_is_better=True)
-    agg = stats.aggregate([r])
+    agg = stats.aggregate([r], bench)
     assert not agg.normalized and agg.lower_is_better and agg.which == "final"
 
 
-def test_aggregate_refuses_mixed_task_lists():
+def test_aggregate_takes_headline_and_direction_from_the_benchmark_not_the_record():
+    r = fake_record(np.ones((2, 3, 4)), headline="final", lower_is_better=True)
+    agg = stats.aggregate([r], fake_bench(headline="online"))
+    assert agg.which == "online" and not agg.lower_is_better
+    np.testing.assert_allclose(agg.scores, 2.0)  # online: 2 budget episodes of return 1
+
+
+def test_aggregate_refuses_mixed_or_stale_task_lists():
     r0 = fake_record(np.ones((2, 3, 4)), seed=0, task_hash="aaa")
     r1 = fake_record(np.ones((2, 3, 4)), seed=1, task_hash="bbb")
     with pytest.raises(ValueError, match="task list"):
-        stats.aggregate([r0, r1])
+        stats.aggregate([r0, r1], fake_bench(task_hash="aaa"))
+    with pytest.raises(ValueError, match="task list"):
+        stats.aggregate([r0], fake_bench(task_hash="current"))
 
 
 def test_performance_profile_matches_direct_count_with_ties_and_batches():
