@@ -5,7 +5,7 @@ import pytest
 
 import metarl_bench
 import metarl_bench.agents as agents
-from metarl_bench.agents import ConfigFileError, agent_names, tuned_config
+from metarl_bench.agents import ConfigFileError, agent_names
 from metarl_bench.benchmarks import benchmark, benchmark_ids
 from metarl_bench.cli import main
 
@@ -63,14 +63,6 @@ def test_a_bad_field_in_an_entry_names_the_file_and_key(config_dir):
 def test_scientific_notation_in_a_config_file_is_a_float(config_dir):
     (config_dir / "ucb1.yaml").write_text(f"{BANDIT}:\n  c: 1e-3\n")
     assert _configure("ucb1").c == 0.001
-
-
-def test_tuned_config_falls_back_from_smoke_to_quick_tier(config_dir):
-    (config_dir / "demo.yaml").write_text(f"default: {{a: 1}}\n{BANDIT}: {{b: 2}}\n{SMOKE_BANDIT}: {{c: 3}}\n")
-    assert tuned_config("demo", BANDIT) == {"a": 1, "b": 2}
-    assert tuned_config("demo", SMOKE_BANDIT) == {"a": 1, "b": 2, "c": 3}
-    assert tuned_config("demo", "MetaRL/Bandit-k10-n10-v0") == {"a": 1}
-    assert tuned_config("no-such-agent", BANDIT) == {}
 
 
 def test_a_broken_config_file_is_one_line_on_the_command_line(config_dir, capsys):
