@@ -1,8 +1,9 @@
 """Base classes for family envs: the single env and the native batched vector env.
 
-Both carry the task contract of DESIGN section 2: ``set_task`` takes effect at the next
-reset, reset never resamples, the task is hidden from observations unless
-``expose_task=True`` (then ``task.features()`` is appended). Random numbers come from
+Both carry the task contract that ``metarl-bench check-env`` checks: ``set_task`` takes
+effect at the next reset (never in the middle of an episode), reset never resamples, the
+task is hidden from observations unless ``expose_task=True`` (then ``task.features()`` is
+appended). Random numbers come from
 :class:`metarl_bench.streams.Streams` so that a batched env reproduces single envs
 exactly (sub-env ``i`` of a batch seeded ``s`` equals a single env seeded ``s + i``).
 """
@@ -40,9 +41,11 @@ def _with_task_space(space: spaces.Box, n_features: int) -> spaces.Box:
 class MetaEnv(gym.Env):
     """Mixin for a family's single env.
 
-    Subclasses set ``task_cls`` and ``default_task`` (a classmethod or a task), define
-    ``_raw_observation_space`` and call :meth:`_begin_reset` at the top of ``reset`` and
-    :meth:`_observe` on every observation they return.
+    Subclasses set ``task_cls``, call :meth:`_init_task` in ``__init__`` with the task to
+    start with (the suite's envs pass their family's ``default_task()``; ``gym.make`` sets
+    the family's default task, or the ``task=`` given, on any registered env), and call
+    :meth:`_begin_reset` at the top of ``reset`` and :meth:`_observe` on every observation
+    they return.
     """
 
     task_cls: ClassVar[type[Task]]

@@ -254,7 +254,7 @@ def test_dynamics_factors_are_log_uniform_on_half_to_two(fid, fields):
     assert abs(np.corrcoef(a, b)[0, 1]) < 4 / math.sqrt(len(tasks))
 
 
-# --- reference values (DESIGN section 9) ---------------------------------------------------
+# --- reference values --------------------------------------------------------------------
 
 
 def test_value_iteration_by_hand():
@@ -282,7 +282,7 @@ def test_mdp_random_and_oracle_reference_values():
     oracle = value_iteration(mu, P, 10)[1][:, 0, 0]
     random = policy_evaluation(mu, P, np.full((10, 5), 0.2), 10)[:, 0, 0]
     assert abs(random.mean() - 10.0) < 4 * random.std() / math.sqrt(n)
-    assert abs(oracle.mean() - 21.83) < 0.07  # DESIGN: "about 21.83"; 4 standard errors is 0.065
+    assert abs(oracle.mean() - 21.83) < 0.07  # the documented "about 21.83"; 4 standard errors is 0.065
     # The family's per-task methods compute the same numbers.
     fam = metarl_bench.family("MetaRL/TabularMDP-v0")
     tasks = fam.sample_tasks(50, np.random.default_rng(1))
