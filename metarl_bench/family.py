@@ -19,7 +19,7 @@ import importlib.metadata
 import inspect
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -246,23 +246,28 @@ def _bound_family(family_cls: type[Family], kwargs: dict[str, Any]) -> Family:
     return family_cls(**kwargs)
 
 
-def _env_creator(family_cls: type[Family], fid: str) -> Callable[..., gym.Env]:
-    """``gym.make``'s entry point: the family's env, started with ``task`` or the default task."""
+@dataclass(frozen=True)
+class _EnvCreator:
+    """``gym.make``'s entry point: the family's env, started with ``task`` or the default task.
 
-    def make(task: Task | Mapping[str, Any] | None = None, **kwargs: Any) -> gym.Env:
+    A module-level class rather than a closure, so that envs and their specs still pickle.
+    """
+
+    family_cls: type[Family]
+    fid: str
+
+    def __call__(self, task: Task | Mapping[str, Any] | None = None, **kwargs: Any) -> gym.Env:
         if "tasks" in kwargs:
             raise TypeError(
-                f"{fid}: gym.make takes one task=...; tasks=[...] (one per sub-env) is for "
+                f"{self.fid}: gym.make takes one task=...; tasks=[...] (one per sub-env) is for "
                 f"gym.make_vec(id, num_envs=n, tasks=[...])"
             )
-        assert family_cls.env_cls is not None
-        fam = _bound_family(family_cls, kwargs)
+        assert self.family_cls.env_cls is not None
+        fam = _bound_family(self.family_cls, kwargs)
         start = fam.default_task() if task is None else fam.as_task(task)
-        env = family_cls.env_cls(**kwargs)
+        env = self.family_cls.env_cls(**kwargs)
         env.set_task(start)  # type: ignore[attr-defined]
         return env
-
-    return make
 
 
 def _start_tasks(
@@ -281,15 +286,21 @@ def _start_tasks(
     return [fam.default_task() if task is None else fam.as_task(task)] * num_envs
 
 
-def _vector_creator(family_cls: type[Family], fid: str) -> Callable[..., gym.vector.VectorEnv]:
+@dataclass(frozen=True)
+class _VectorCreator:
     """``gym.make_vec``'s entry point: the native batched env, or single envs under SyncVectorEnv."""
 
-    def make(
+    family_cls: type[Family]
+    fid: str
+
+    def __call__(
+        self,
         num_envs: int = 1,
         task: Task | Mapping[str, Any] | None = None,
         tasks: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> gym.vector.VectorEnv:
+        family_cls, fid = self.family_cls, self.fid
         # gym.make_vec passes the spec's max_episode_steps; a batched env's horizon is built in.
         steps = kwargs.pop("max_episode_steps", None)
         fam = _bound_family(family_cls, kwargs)
@@ -311,8 +322,6 @@ def _vector_creator(family_cls: type[Family], fid: str) -> Callable[..., gym.vec
         venv.set_tasks(start)
         return venv  # type: ignore[no-any-return]
 
-    return make
-
 
 def register_family(
     family_cls: type[Family], id: str | None = None, kwargs: dict[str, Any] | None = None, provider: str | None = None
@@ -328,8 +337,8 @@ def register_family(
             del gym.registry[fid]
         gym.register(
             id=fid,
-            entry_point=_env_creator(family_cls, fid),
-            vector_entry_point=_vector_creator(family_cls, fid),
+            entry_point=_EnvCreator(family_cls, fid),
+            vector_entry_point=_VectorCreator(family_cls, fid),
             max_episode_steps=family_cls.horizon if family_cls.truncates else None,
             kwargs=kwargs,
             disable_env_checker=True,  # check-env runs Gymnasium's full checker explicitly

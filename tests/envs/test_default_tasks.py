@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import pickle
 
 import gymnasium as gym
 import numpy as np
@@ -144,3 +145,11 @@ def test_tabular_mdp_default_is_a_drawn_mdp():
     mu = rng.normal(1.0, 1.0, size=(10, 5))
     P = rng.dirichlet(np.ones(10), size=(10, 5))
     assert task == TabularMDPTask(mu=mu, P=P)
+
+
+def test_envs_made_with_a_task_still_pickle():
+    task = NavigationTask(goal=(0.3, -0.2))
+    env = pickle.loads(pickle.dumps(gym.make("MetaRL/Navigation2D-v0", task=task)))
+    assert env.unwrapped.task == task
+    venv = pickle.loads(pickle.dumps(gym.make_vec("MetaRL/Navigation2D-v0", num_envs=2, tasks=[task, task])))
+    assert venv.tasks == [task, task]
