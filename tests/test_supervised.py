@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import metarl_bench
-from metarl_bench.agents import agent_class
+from metarl_bench.agents import DivergenceError, agent_class
 from metarl_bench.baselines.fewshot_common import MLP, GradientAdapter, expand_params, params_of
 from metarl_bench.baselines.fewshot_maml import MAMLConfig, outer_loss
 from metarl_bench.baselines.fewshot_metasgd import MetaSGDConfig, MetaSGDLearner
@@ -20,7 +20,6 @@ from metarl_bench.envs.sinusoid import SinusoidFamily, SinusoidTask
 from metarl_bench.results import load_record
 from metarl_bench.supervised import (
     Episode,
-    MetaTrainingDiverged,
     SinusoidProblem,
     SupervisedEvalContext,
     SupervisedTrainContext,
@@ -393,15 +392,14 @@ class _PoisonedProblem(SinusoidProblem):
 def test_nan_loss_names_the_iteration_and_keeps_the_last_good_checkpoint(name, tmp_path):
     fam = SinusoidFamily()
     problem = _PoisonedProblem(fam, fam.sample_tasks(20, np.random.default_rng(0)), bad=3)
-    ctx = SupervisedTrainContext(problem, seed=0, shots=5, query_shots=5, budget_samples=10**9,
-                                 checkpoint_dir=tmp_path)
+    ctx = SupervisedTrainContext(problem, seed=0, shots=5, query_shots=5, budget_samples=10**9)
     agent = make(name, iterations=10)
-    with pytest.raises(MetaTrainingDiverged, match="at iteration 3") as err:
-        agent.meta_train(ctx)
-    path = ctx.checkpoint_path(name)
-    assert str(path) in str(err.value) and path.exists()
+    with pytest.raises(DivergenceError, match="at iteration 4 of 10.*after iteration 3") as err:
+        agent.meta_train(ctx)  # three clean samples: iterations 1-3 complete, the 4th diverges
+    path = err.value.save(tmp_path, seed=0)  # what metarl_bench.evaluate does with the error
+    assert path is not None and path.exists() and str(path) in str(err.value)
     saved = torch.load(path)
-    assert saved["iteration"] == 2
+    assert saved["iteration"] == 3
     assert all(torch.isfinite(v).all() for v in saved["state"].values())
 
 
