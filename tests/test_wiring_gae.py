@@ -165,7 +165,7 @@ def test_test_time_adapter_steps_on_the_configured_gae(monkeypatch):
     n = runs * per_run
     agent = maml_rl.MAMLTRPO(gamma=GAMMA, gae_lambda=LAM, hidden_sizes=(4,), fast_lr=0.5, fast_batch_size=per_run)
     obs_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-    ctx = SimpleNamespace(seed=0, rng=np.random.default_rng(0), observation_space=obs_space,
+    ctx = SimpleNamespace(seed=0, rng=np.random.default_rng(0), observation_space=obs_space, benchmark=SimpleNamespace(id="Test/Known-v0"),
                           action_space=spaces.Discrete(2))
     agent._build_untrained(ctx)
     adapter = agent.adapter(ctx)
