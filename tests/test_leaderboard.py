@@ -9,20 +9,49 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from metarl_bench import benchmarks as bm
 from metarl_bench import leaderboard as lb
 from metarl_bench import stats
+from metarl_bench.benchmarks import Benchmark, Protocol
 from metarl_bench.harness import build_record
 from metarl_bench.results import Record
 
 BENCH = "MetaRL/Fake-v0"
 REFS = {"random": {"online": 1.0, "final": 0.5}, "oracle": {"online": 2.0, "final": 1.0}}
+NO_REFS = {"random": {"online": None, "final": None}, "oracle": {"online": None, "final": None}}
+
+
+def register_fake(bench_id: str, tasks: int, runs: int, lower_is_better: bool = False, refs: dict | None = None):
+    """Register (for this test) a tiny benchmark on the 2-armed bandit family with fixed
+    benchmark-level references: 2 budget episodes, 2 final, ``tasks`` x ``runs``."""
+    bm._load_definitions()
+    b = Benchmark(
+        id=bench_id, family_id="MetaRL/Bandit-v0", family_kwargs={"k": 2},
+        protocol=Protocol(budget_episodes=2, runs_per_task=runs, final_episodes=2), n_train=4, n_test=tasks,
+        task_seed=7, meta_train_steps=10, headline="online", tier="smoke", lower_is_better=lower_is_better,
+        reference_overrides=refs or REFS,
+    )
+    old = bm._BENCHMARKS.get(bench_id)
+    if old is None or (old.n_test, old.protocol, old.lower_is_better, old.reference_overrides) != (
+        b.n_test, b.protocol, b.lower_is_better, b.reference_overrides
+    ):
+        bm._BENCHMARKS[bench_id] = b
+    return bm._BENCHMARKS[bench_id]
+
+
+@pytest.fixture(autouse=True)
+def _forget_fake_benchmarks():
+    before = dict(bm._BENCHMARKS)
+    yield
+    bm._BENCHMARKS.clear()
+    bm._BENCHMARKS.update(before)
 
 
 def fake_record(
     returns: np.ndarray,
     seed: int = 0,
     agent: str = "a",
-    task_hash: str = "h0",
+    task_hash: str | None = None,
     lower_is_better: bool = False,
     bench_id: str = BENCH,
     config: dict | None = None,
@@ -30,17 +59,16 @@ def fake_record(
     refs: dict | None = None,
 ) -> Record:
     """A record built by the harness's own ``build_record`` from ``(tasks, runs, 4 episodes)`` returns
-    (2 budget episodes, 2 final)."""
-    bench = SimpleNamespace(
-        id=bench_id, version=0, task_hash=task_hash, tier="smoke", headline="online",
-        lower_is_better=lower_is_better, test_tasks=list(range(returns.shape[0])), references=refs or REFS,
-        summary=lambda: {"protocol": {"budget_episodes": 2, "runs_per_task": returns.shape[1]}},
-    )
+    (2 budget episodes, 2 final) on a registered test benchmark of that shape."""
+    bench = register_fake(bench_id, returns.shape[0], returns.shape[1], lower_is_better, refs)
     ag = SimpleNamespace(name=agent, resolved_config=lambda: dict(config or {}))
     x = np.array([0.0, 1.0, 2.0, 2.0])
     phase = ["budget", "budget", "final", "final"]
     mt = meta_train or {"env_steps": 1000 * (seed + 1), "wall_seconds": 3.0}
-    return build_record(ag, bench, seed, returns, x, phase, mt, {})
+    rec = build_record(ag, bench, seed, returns, x, phase, mt, {})
+    if task_hash is not None:
+        rec.benchmark["task_hash"] = task_hash
+    return rec
 
 
 def rets(seed: int, p: float, tasks: int = 6, runs: int = 3) -> np.ndarray:
@@ -66,21 +94,20 @@ def test_markdown_numbers_match_the_records(results: Path):
     md, page, errors = lb.build_leaderboard(results, reps=200)
     assert errors == []
     recs = [Record.from_dict(json.loads(p.read_text())) for p in sorted((results / BENCH / "good").glob("*.json"))]
-    pooled = np.concatenate([r.score_matrix("online") for r in recs], axis=0)
-    per_task = pooled.mean(axis=0)
-    mean, half = per_task.mean(), 1.96 * per_task.std(ddof=1) / np.sqrt(per_task.size)
+    # (seeds, tasks): each seed's 3 runs averaged per task
+    m = np.stack([r.returns[:, :, :2].sum(axis=2).mean(axis=1) for r in recs])
     row = table_row(md, "good")
     assert row[0] == "1"  # higher online score ranks first
-    m_txt, h_txt = row[2].split(" ± ")
-    tol = 0.5 * 10.0 ** -len(m_txt.split(".")[1]) + 1e-9  # half a unit of the last printed digit
-    m, h = float(m_txt), float(h_txt)
-    assert m == pytest.approx(mean, abs=tol) and h == pytest.approx(half, abs=tol)
-    assert row[2] == lb.fmt_pm(*stats.mean_and_se(pooled))
+    mean_txt = row[2].split(" [")[0]
+    tol = 0.5 * 10.0 ** -len(mean_txt.split(".")[1]) + 1e-9  # half a unit of the last printed digit
+    assert float(mean_txt) == pytest.approx(m.mean(), abs=tol)
+    assert row[2] == lb.fmt_ci(stats.mean_ci(m, reps=200))
     # the mean over two seeds with the same tasks and runs is the mean of the seeds' scores
-    assert m == pytest.approx(np.mean([r.scores["online"]["value"] for r in recs]), abs=tol)
-    agg = stats.aggregate(recs)
-    assert row[4] == lb.fmt_ci(stats.iqm_ci(agg.scores, reps=200))
-    assert row[5] == "1,500" and row[6] == "3.0 s" and row[7] == "2"
+    assert float(mean_txt) == pytest.approx(np.mean([r.scores["online"]["value"] for r in recs]), abs=tol)
+    norm = (m - REFS["random"]["online"]) / (REFS["oracle"]["online"] - REFS["random"]["online"])
+    assert row[4] == lb.fmt_ci(stats.iqm_ci(norm, reps=200))
+    assert row[5] == "1,500" and row[6] == "3.0 s" and row[7] == "2 †"
+    assert "† fewer than 3 seeds" in md and "benchmark-level references" in md
     assert table_row(md, "weak")[0] == "2"
     assert "<td class=agent>good</td>" in page and row[2] in page
     assert "plots/MetaRL__Fake-v0.curves.png" in md and 'src="plots/MetaRL__Fake-v0.curves.png"' in page
@@ -118,7 +145,7 @@ def test_truncated_file_is_named_and_nothing_published(results: Path):
     lb.write_leaderboard(results, allow_errors=True, reps=50)
     md = (results / "LEADERBOARD.md").read_text()
     assert "Warning: incomplete" in md and str(bad) in md
-    assert table_row(md, "weak")[7] == "1"  # only the good seed is counted
+    assert table_row(md, "weak")[7] == "1 †"  # only the good seed is counted
     assert "Warning: incomplete" in (results / "index.html").read_text()
 
 
@@ -135,11 +162,14 @@ def test_hand_edited_score_and_moved_file_are_named(results: Path):
     assert any(str(moved) in e and "seed-1.json" in e for e in errors)
 
 
-def test_mixed_task_hashes_of_one_agent_are_not_pooled(results: Path):
-    fake_record(rets(3, 0.5), seed=2, agent="good", task_hash="other").save(results)
+def test_stale_task_hash_is_refused_naming_the_registered_hash_and_the_command(results: Path):
+    stale = fake_record(rets(3, 0.5), seed=2, agent="good", task_hash="other")
+    path = stale.save(results)
     md, _, errors = lb.build_leaderboard(results, reps=50)
-    assert len(errors) == 1 and "good" in errors[0] and "different task lists" in errors[0]
-    assert " | good | " not in md and table_row(md, "weak")[0] == "1"
+    bench = bm.benchmark(BENCH)
+    assert len(errors) == 1 and str(path) in errors[0] and "stale" in errors[0]
+    assert bench.task_hash in errors[0] and f"metarl-bench run --benchmark {BENCH} --agent good --seeds 2" in errors[0]
+    assert table_row(md, "good")[7] == "2 †"  # the two current seeds are still published
 
 
 def test_mixed_configs_of_one_agent_are_not_pooled(results: Path):
@@ -165,8 +195,9 @@ def test_compare_exact_on_separated_agents(tmp_path: Path):
 
 def test_compare_probability_of_improvement_matches_stats(results: Path):
     summary, _ = lb.compare(results, "weak", "good", BENCH, reps=100)
-    good = stats.aggregate([fake_record(rets(10 + s, 0.8), seed=s, agent="good") for s in (0, 1)])
-    weak = stats.aggregate([fake_record(rets(20 + s, 0.3), seed=s, agent="weak") for s in (0, 1)])
+    bench = bm.benchmark(BENCH)
+    good = stats.aggregate([fake_record(rets(10 + s, 0.8), seed=s, agent="good") for s in (0, 1)], bench)
+    weak = stats.aggregate([fake_record(rets(20 + s, 0.3), seed=s, agent="weak") for s in (0, 1)], bench)
     poi = summary["probability_of_improvement"]
     assert poi["point"] == pytest.approx(stats.probability_of_improvement(weak.scores, good.scores), abs=1e-9)
     assert poi["low"] <= poi["point"] <= poi["high"] < 0.5
@@ -174,9 +205,8 @@ def test_compare_probability_of_improvement_matches_stats(results: Path):
 
 def test_compare_raw_lower_is_better_without_references(tmp_path: Path):
     root = tmp_path / "r"
-    none = {"random": {"online": None, "final": None}, "oracle": {"online": None, "final": None}}
-    fake_record(np.ones((5, 2, 4)), agent="high-mse", lower_is_better=True, refs=none).save(root)
-    fake_record(np.zeros((5, 2, 4)), agent="low-mse", lower_is_better=True, refs=none).save(root)
+    fake_record(np.ones((5, 2, 4)), agent="high-mse", lower_is_better=True, refs=NO_REFS).save(root)
+    fake_record(np.zeros((5, 2, 4)), agent="low-mse", lower_is_better=True, refs=NO_REFS).save(root)
     summary, text = lb.compare(root, "low-mse", "high-mse", BENCH, reps=50)
     assert not summary["normalized"] and summary["lower_is_better"]
     assert summary["iqm_difference"]["point"] == -2.0

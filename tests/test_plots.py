@@ -15,6 +15,17 @@ REFS = {"random": {"online": 1.0, "final": 0.5}, "oracle": {"online": 2.0, "fina
 NO_REFS = {"random": {"online": None, "final": None}, "oracle": {"online": None, "final": None}}
 
 
+def fake_bench(lower_is_better: bool = False, refs: dict | None = None, budget: int = 3, tasks: int = 4, runs: int = 3):
+    """A stand-in for the registered benchmark the plots read references and direction from."""
+    return SimpleNamespace(
+        id="MetaRL/Fake-v0", version=0, task_hash="h0", tier="smoke", headline="online",
+        lower_is_better=lower_is_better, test_tasks=list(range(tasks)),
+        references=REFS if refs is None else refs, task_references=None,
+        protocol=SimpleNamespace(budget_episodes=budget),
+        summary=lambda: {"protocol": {"budget_episodes": budget, "runs_per_task": runs}},
+    )
+
+
 def fake_record(
     returns: np.ndarray,
     seed: int = 0,
@@ -25,12 +36,7 @@ def fake_record(
     extra: dict | None = None,
 ) -> Record:
     """A record built by the harness's own ``build_record`` from ``(tasks, runs, episodes)`` returns."""
-    bench = SimpleNamespace(
-        id="MetaRL/Fake-v0", version=0, task_hash="h0", tier="smoke", headline="online",
-        lower_is_better=lower_is_better, test_tasks=list(range(returns.shape[0])),
-        references=REFS if refs is None else refs,
-        summary=lambda: {"protocol": {"budget_episodes": budget, "runs_per_task": returns.shape[1]}},
-    )
+    bench = fake_bench(lower_is_better, refs, budget, returns.shape[0], returns.shape[1])
     ag = SimpleNamespace(name=agent, resolved_config=lambda: {})
     n_final = returns.shape[2] - budget
     x = np.concatenate([np.arange(budget), np.full(n_final, budget)]).astype(float)
@@ -70,7 +76,7 @@ def test_pooled_curve_refuses_different_axes():
 
 def test_plot_curves_writes_png_and_svg_with_labels_and_references(tmp_path):
     by_agent = {"a": [fake_record(returns_(0), agent="a")], "b": [fake_record(returns_(3), agent="b")]}
-    paths = plots.plot_curves(by_agent, "MetaRL/Fake-v0", tmp_path)
+    paths = plots.plot_curves(by_agent, "MetaRL/Fake-v0", tmp_path, bench=fake_bench())
     assert [p.name for p in paths] == ["MetaRL__Fake-v0.curves.png", "MetaRL__Fake-v0.curves.svg"]
     assert all(p.parent == tmp_path for p in paths)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -82,7 +88,8 @@ def test_plot_curves_writes_png_and_svg_with_labels_and_references(tmp_path):
 
 def test_plot_curves_supervised_labels_and_no_reference_lines(tmp_path):
     r = fake_record(returns_(0), lower_is_better=True, refs=NO_REFS)
-    svg = plots.plot_curves({"maml": [r]}, "MetaRL/Fake-v0", tmp_path)[1].read_text()
+    bench = fake_bench(lower_is_better=True, refs=NO_REFS)
+    svg = plots.plot_curves({"maml": [r]}, "MetaRL/Fake-v0", tmp_path, bench=bench)[1].read_text()
     assert "inner gradient steps" in svg and "query MSE" in svg
     assert "(reference)" not in svg
     r2 = fake_record(returns_(0), extra={"x_label": "shots seen"})
@@ -91,8 +98,9 @@ def test_plot_curves_supervised_labels_and_no_reference_lines(tmp_path):
 
 def test_plot_profiles_and_determinism(tmp_path):
     by_agent = {"a": [fake_record(returns_(0), agent="a"), fake_record(returns_(5), seed=1, agent="a")]}
-    first = [p.read_bytes() for p in plots.plot_benchmark(by_agent, "MetaRL/Fake-v0", tmp_path / "1")]
-    again = [p.read_bytes() for p in plots.plot_benchmark(by_agent, "MetaRL/Fake-v0", tmp_path / "2")]
+    b = fake_bench()
+    first = [p.read_bytes() for p in plots.plot_benchmark(by_agent, "MetaRL/Fake-v0", tmp_path / "1", bench=b)]
+    again = [p.read_bytes() for p in plots.plot_benchmark(by_agent, "MetaRL/Fake-v0", tmp_path / "2", bench=b)]
     assert len(first) == 4 and first == again
     svg = (tmp_path / "1" / "MetaRL__Fake-v0.profiles.svg").read_text()
     assert "normalised online score threshold" in svg and "a (2 seeds)" in svg
