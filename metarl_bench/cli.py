@@ -182,7 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             why = _os_error_line(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
             bar.write(f"FAILED: {job}: {why}")
 
-    run_sweep(todo, args.results, workers=workers, force=args.force, backend=args.backend, on_done=on_done)
+    run_sweep(todo, args.results, workers=workers, force=args.force, backend=args.backend, on_done=on_done,
+              checkpoints=args.checkpoints)
     bar.close()
     return 1 if failures else 0
 
@@ -206,7 +207,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     rec = metarl_bench.evaluate(agent, args.benchmark, seed=args.seed, progress=True,
                                 results=None if args.no_save else args.results, name=args.name,
-                                replace=args.force)
+                                replace=args.force, checkpoints=args.checkpoints)
     s = rec.scores
     print(f"{rec.variant} on {args.benchmark} (seed {args.seed}), {time.perf_counter() - t:.1f} s")
     for k in ("online", "final"):
@@ -316,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     def results_arg(q: argparse.ArgumentParser) -> None:
         q.add_argument("--results", default=DEFAULT_RESULTS, help="results folder (default: results/)")
 
+    def checkpoints_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--checkpoints", default=None, metavar="DIR",
+                       help="where a diverging learner leaves its last good parameters "
+                            "(default: <results>/.checkpoints)")
+
     s = sub.add_parser("run", help="a resumable sweep of benchmarks x agents x seeds")
     s.add_argument("--benchmark", nargs="+", required=True)
     s.add_argument("--agent", nargs="+", required=True)
@@ -329,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None,
                    help="store a non-default config under this name (default: <agent>@<changed settings>)")
     results_arg(s)
+    checkpoints_arg(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("evaluate", help="one agent on one benchmark, scores printed")
@@ -342,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-save", action="store_true", help="do not write the record")
     s.add_argument("--json", action="store_true", help="also print the scores as JSON")
     results_arg(s)
+    checkpoints_arg(s)
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("leaderboard", help="LEADERBOARD.md, index.html and plots from the records")
@@ -406,6 +414,7 @@ def _os_error_line(exc: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from metarl_bench.agents import DivergenceError
     from metarl_bench.family import UnknownIdError
     from metarl_bench.sweep import BackendError
 
@@ -420,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"metarl-bench {args.command}: error: {_os_error_line(exc)}", file=sys.stderr)
         return 1
-    except BackendError as exc:
+    except (BackendError, DivergenceError) as exc:
         print(f"metarl-bench {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:

@@ -214,9 +214,12 @@ def claim(path: Path, wait: bool) -> Iterator[None]:
         os.close(fd)
 
 
-def run_job(job: Job, results: str, wait: bool = True, force: bool = False) -> str:
+def run_job(
+    job: Job, results: str, wait: bool = True, force: bool = False, checkpoints: str | None = None
+) -> str:
     """Claim the job, evaluate it unless it is done by now (or ``force``), and write its record;
     returns its path. Without ``wait``, raises :class:`JobBusy` when another process holds the claim.
+    A diverging learner's last good parameters go to ``checkpoints`` (default: beside the records).
     """
     import metarl_bench
     from metarl_bench.harness import evaluate
@@ -230,7 +233,8 @@ def run_job(job: Job, results: str, wait: bool = True, force: bool = False) -> s
         if not force and is_done(job, results):  # written by another process while we planned or waited
             return str(path)
         agent = metarl_bench.agent(job.agent, **dict(job.config))
-        rec = evaluate(agent, job.benchmark, seed=job.seed, results=results, name=job.name, replace=job.replace)
+        rec = evaluate(agent, job.benchmark, seed=job.seed, results=results, name=job.name, replace=job.replace,
+                       checkpoints=checkpoints)
         return str(rec.path(results))
 
 
@@ -305,8 +309,11 @@ def run_sweep(
     force: bool = False,
     backend: str = "local",
     on_done: Callable[[Job, str | None, BaseException | None], None] | None = None,
+    checkpoints: str | None = None,
 ) -> tuple[list[str], list[tuple[Job, BaseException]]]:
     """Run ``jobs`` (skipping finished ones unless ``force``). Returns written paths and failures.
+    ``checkpoints`` is where diverging learners leave their last good parameters (default:
+    ``<results>/.checkpoints``).
 
     Jobs claimed by another process are run (or, once that process wrote them, skipped)
     after the rest.
@@ -326,24 +333,24 @@ def run_sweep(
             on_done(job, path, err)
 
     if backend == "ray":
-        _run_ray(todo, results, done, force)
+        _run_ray(todo, results, done, force, checkpoints)
     elif n_workers <= 1:
         busy: list[Job] = []
         for job in todo:
             try:
-                done(job, run_job(job, results, wait=False, force=force), None)
+                done(job, run_job(job, results, wait=False, force=force, checkpoints=checkpoints), None)
             except JobBusy:
                 busy.append(job)
             except Exception as exc:  # noqa: BLE001 - reported per job, the sweep goes on
                 done(job, None, exc)
         for job in busy:
             try:
-                done(job, run_job(job, results, wait=True, force=force), None)
+                done(job, run_job(job, results, wait=True, force=force, checkpoints=checkpoints), None)
             except Exception as exc:  # noqa: BLE001
                 done(job, None, exc)
     else:
         with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            futures: dict[Future[str], Job] = {pool.submit(run_job, j, results, False, force): j for j in todo}
+            futures: dict[Future[str], Job] = {pool.submit(run_job, j, results, False, force, checkpoints): j for j in todo}
             pending = set(futures)
             try:
                 while pending:
@@ -352,7 +359,7 @@ def run_sweep(
                         err = fut.exception()
                         job = futures[fut]
                         if isinstance(err, JobBusy):  # claimed elsewhere: wait for it after the rest
-                            again = pool.submit(run_job, job, results, True, force)
+                            again = pool.submit(run_job, job, results, True, force, checkpoints)
                             futures[again] = job
                             pending.add(again)
                             continue
@@ -364,7 +371,11 @@ def run_sweep(
 
 
 def _run_ray(
-    todo: list[Job], results: str, done: Callable[[Job, str | None, BaseException | None], None], force: bool = False
+    todo: list[Job],
+    results: str,
+    done: Callable[[Job, str | None, BaseException | None], None],
+    force: bool = False,
+    checkpoints: str | None = None,
 ) -> None:
     try:
         import ray
@@ -391,7 +402,7 @@ def _run_ray(
         if errors:
             raise BackendError(f"Ray did not start (RAY_ADDRESS={address!r}): {errors[0]}") from errors[0]
     remote = ray.remote(num_cpus=1)(run_job)
-    refs = {remote.remote(j, results, True, force): j for j in todo}
+    refs = {remote.remote(j, results, True, force, checkpoints): j for j in todo}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

@@ -259,3 +259,32 @@ def test_checkpoint_names_tell_configs_apart_but_not_folders():
     assert checkpoint_path("f", "B", "x", a, 1) != checkpoint_path("f", "B", "x", b, 1)
     assert checkpoint_path("f", "B", "x", a, 1) == checkpoint_path("f", "B", "x", moved, 1)
     assert checkpoint_path("f", "B", "x", a, 1) != checkpoint_path("f", "B", "x", a, 2)
+
+
+def test_cli_prints_a_divergence_as_one_line_and_keeps_the_checkpoint_where_asked(monkeypatch, tmp_path, capsys):
+    from metarl_bench.cli import main
+
+    _poison_rl_rewards(monkeypatch, after=2)  # the first meta-iteration is clean, the second diverges
+    sets = [f"--set={k}={v}" for k, v in {**SMALL_MAML, "num_steps": 1, "hidden_sizes": "[16]"}.items()]
+    rc = main(["evaluate", "--benchmark", BANDIT, "--agent", "maml-trpo", "--seed", str(SEED), *sets,
+               "--results", str(tmp_path / "results"), "--checkpoints", str(tmp_path / "ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "Traceback" not in err
+    saved = list((tmp_path / "ckpt").rglob("*.last-good.pt"))
+    assert len(saved) == 1 and str(saved[0]) in lines[0]
+    assert torch.load(saved[0])["iteration"] == 1
+    assert not (tmp_path / "results" / ".checkpoints").exists()
+
+
+def test_run_passes_checkpoints_to_every_job(monkeypatch, tmp_path, capsys):
+    from metarl_bench.cli import main
+
+    _poison_rl_rewards(monkeypatch, after=2)
+    sets = [f"--set={k}={v}" for k, v in {**SMALL_MAML, "num_steps": 1, "hidden_sizes": "[16]"}.items()]
+    rc = main(["run", "--benchmark", BANDIT, "--agent", "maml-trpo", "--seeds", str(SEED), "--workers", "1",
+               *sets, "--results", str(tmp_path / "results"), "--checkpoints", str(tmp_path / "ckpt")])
+    out = capsys.readouterr()
+    assert rc == 1 and "FAILED" in out.out + out.err
+    assert len(list((tmp_path / "ckpt").rglob("*.last-good.pt"))) == 1
