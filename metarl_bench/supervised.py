@@ -32,10 +32,8 @@ points; the seed only changes meta-training.
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -154,10 +152,6 @@ class SinusoidProblem:
 # --- contexts and adapters -----------------------------------------------------------------
 
 
-class MetaTrainingDiverged(FloatingPointError):
-    """A NaN or inf loss during meta-training (the message names the iteration and checkpoint)."""
-
-
 @dataclass
 class SupervisedTrainContext:
     """What a supervised agent gets for meta-training (the counterpart of ``MetaTrainContext``)."""
@@ -169,15 +163,12 @@ class SupervisedTrainContext:
     budget_samples: int  # labelled examples meta-training may draw
     benchmark: Benchmark | None = None
     progress: bool = False
-    checkpoint_dir: Path | None = None
     samples: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
         self.started = time.perf_counter()
-        if self.checkpoint_dir is None:
-            self.checkpoint_dir = Path(tempfile.gettempdir()) / "metarl-bench-checkpoints"
 
     @property
     def name(self) -> str:
@@ -208,10 +199,6 @@ class SupervisedTrainContext:
         row.update({k: round(float(v), 6) for k, v in metrics.items()})
         self.log.append(row)
 
-    def checkpoint_path(self, agent_name: str) -> Path:
-        safe = self.name.replace("/", "_")
-        assert self.checkpoint_dir is not None
-        return self.checkpoint_dir / f"{safe}-{agent_name}-seed{self.seed}-last-good.pt"
 
 
 @dataclass
