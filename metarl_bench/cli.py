@@ -85,7 +85,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     import metarl_bench
     from metarl_bench.agents import agent_class, agent_kinds, agent_names
     from metarl_bench.benchmarks import benchmark, benchmark_ids
-    from metarl_bench.family import family_spec
+    from metarl_bench.family import family_spec, plugin_errors
 
     what = args.what
     if what in (None, "families"):
@@ -96,6 +96,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows.append([fid, d["kind"], ", ".join(d["task_parameters"]), d["distribution"], d["horizon"] or "-",
                          "yes" if d["batched"] else "no", spec.provider])
         print("Families\n" + _table(rows, ["id", "kind", "task parameters", "distribution", "horizon", "batched", "source"]))
+        broken = [[e.name, e.provider, e.error] for e in plugin_errors()]
+        if broken:
+            print("\nBroken plugins (skipped; fix or uninstall them)\n" + _table(broken, ["entry point", "provider", "error"]))
     if what in (None, "benchmarks"):
         rows = []
         for bid in benchmark_ids(args.tier):

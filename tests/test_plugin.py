@@ -177,4 +177,5 @@ def test_broken_plugin_leaves_check_env_and_evaluate_working(fake_entry_points, 
     assert main(["list", "families"]) == 0
     out, err = capsys.readouterr()
     assert "MetaRL/Navigation2D-v0" in out
+    assert "Broken plugins" in out and "metarl-broken" in out
     assert err.count("skipped the plugin 'broken'") == 1
