@@ -76,3 +76,18 @@ def test_a_record_with_non_finite_returns_is_refused(bad):
     with pytest.raises(RecordError, match="NaN or inf"):
         Record.from_dict(d, where="seed-0.json")
     Record.from_dict(rec.to_dict())  # the untouched record reads back
+
+
+def test_records_in_hidden_folders_are_not_read(tmp_path):
+    """The results folder's hidden folders (divergence checkpoints, publishing's staging) hold
+    no records: a record file there is neither listed nor loaded."""
+    from metarl_bench.results import iter_record_paths, load_all
+
+    rec = _record(_bench(2, 2), np.ones((2, 2, 3)))
+    shown = rec.save(tmp_path)
+    hidden = tmp_path / ".checkpoints" / "MetaRL/Wiring-v0" / "a" / "seed-1.json"
+    hidden.parent.mkdir(parents=True)
+    hidden.write_text(shown.read_text())
+    assert list(iter_record_paths(tmp_path)) == [shown]
+    records, errors = load_all(tmp_path)
+    assert [r.seed for r in records] == [0] and errors == []
