@@ -158,7 +158,7 @@ class Benchmark:
         if self.reference_overrides:
             return None
         rand, orac = self._family_references["random"], self._family_references["oracle"]
-        if rand is None or orac is None or rand.shape != (len(self.test_tasks),) or orac.shape != rand.shape:
+        if rand is None or orac is None or rand.shape != (self.n_test,) or orac.shape != rand.shape:
             return None
         if not (np.all(np.isfinite(rand)) and np.all(np.isfinite(orac))) or np.any(rand == orac):
             return None

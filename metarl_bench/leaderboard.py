@@ -28,6 +28,7 @@ same bytes.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -133,17 +134,18 @@ def collect(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
     """
     root = check_results_dir(results_dir)
     out = Results(root=root)
-    registry: dict[str, Any] = {}
+    paths = list(iter_record_paths(root))
+    registry = _prepare(sorted({bid for bid, _ in (_ids_from_path(root, p) for p in paths) if bid}))
     by_key: dict[tuple[str, str], list[tuple[Path, Record]]] = defaultdict(list)
-    for path in iter_record_paths(root):
+    for path in paths:
         bid, variant = _ids_from_path(root, path)
         try:
             rec = load_record(path)
         except RecordError as exc:
             out.problems.append(Problem(str(exc), bid, variant))
             continue
-        if rec.benchmark_id not in registry:
-            registry[rec.benchmark_id] = _registered(rec.benchmark_id)
+        if rec.benchmark_id not in registry:  # a record filed under another benchmark's folder
+            registry.update(_prepare([rec.benchmark_id]))
         bench = registry[rec.benchmark_id]
         msg = _check_record(root, path, rec, bench)
         if msg is not None:
@@ -158,6 +160,27 @@ def collect(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
         out.groups.setdefault(bid, {})[variant] = sorted((r for _, r in items), key=lambda r: r.seed)
         out.benchmarks[bid] = registry[bid]
     return out
+
+
+def _prepare(benchmark_ids: Sequence[str]) -> dict[str, Any]:
+    """The registered benchmark of each id (or what :func:`_registered` says instead), with
+    the task hash and references each record is checked against already computed.
+
+    Computing them means drawing every task list (a second or more for the large ones),
+    so several benchmarks' are computed in parallel (:func:`_run_jobs`) and stored in
+    this process's benchmark objects, as their own cached properties would.
+    """
+    out = {bid: _registered(bid) for bid in benchmark_ids}
+    todo = [b for b in out.values() if not isinstance(b, str) and "task_hash" not in b.__dict__]
+    if len(todo) > 1:
+        jobs = [(f"task lists of {b.id}", functools.partial(_derived, b)) for b in todo]
+        for b, (task_hash, refs) in zip(todo, _run_jobs(jobs, None)):
+            b.__dict__["task_hash"], b.__dict__["_family_references"] = task_hash, refs
+    return out
+
+
+def _derived(bench: Any) -> tuple[str, dict[str, np.ndarray | None]]:
+    return bench.task_hash, bench._family_references
 
 
 def _registered(benchmark_id: str) -> Any:
@@ -227,7 +250,7 @@ def _check_record(root: Path, path: Path, rec: Record, bench: Any) -> str | None
     proto = bench.protocol
     n_budget = sum(p == "budget" for p in rec.phase)
     n_final = sum(p == "final" for p in rec.phase)
-    shape = (len(bench.test_tasks), proto.runs_per_task)
+    shape = (bench.n_test, proto.runs_per_task)
     if rec.returns.shape[:2] != shape or n_budget != proto.budget_episodes or (proto.final_episodes > 0) != (n_final > 0):
         return (
             f"{path}: its episode returns (tasks x runs x episodes {tuple(rec.returns.shape)}, {n_budget} budget "
@@ -365,48 +388,58 @@ def _label(bid: str) -> str:
     return bid
 
 
+def _bench_order(res: Results) -> list[str]:
+    """Benchmarks in page order: quick tier first, then by id."""
+    return sorted(res.groups, key=lambda b: (str(res.benchmarks[b].tier) == "smoke", b))
+
+
 def _tables(res: Results, reps: int, seed: int, progress: Callable[[str], None] | None = None) -> list[_Table]:
+    keys = _bench_order(res)
     tables = []
-    keys = sorted(res.groups, key=lambda b: (str(res.benchmarks[b].tier) == "smoke", b))
     for i, bid in enumerate(keys):
-        by_variant = res.groups[bid]
-        bench = res.benchmarks[bid]
         if progress is not None:
-            progress(f"table {i + 1}/{len(keys)}: {bid} ({len(by_variant)} rows)")
-        headline = str(bench.headline)
-        lower = bool(bench.lower_is_better)
-        rows = [_row(v, recs, bench, reps, seed) for v, recs in sorted(by_variant.items())]
-        rows.sort(key=lambda r: ((r.headline_value if lower else -r.headline_value), r.agent))
-        kind = rows[0].normalization
-        iqm_head = f"IQM of {'normalised ' if kind else ''}{headline} score [95% CI]"
-        if kind == "per-task":
-            iqm_head += " (per-task references)"
-        elif kind == "benchmark":
-            iqm_head += " (benchmark references)"
-        else:
-            iqm_head += " (no references: raw" + (", lower is better)" if lower else ")")
-        star = " (headline)"
-        header = [
-            "#", "Agent", "Online score [95% CI]" + (star if headline == "online" else ""),
-            "Final score [95% CI]" + (star if headline == "final" else ""), iqm_head,
-            "Meta-train env steps", "Meta-train time", "Seeds",
-        ]
-        body = [
-            [
-                str(i + 1), r.agent, fmt_ci(r.online), fmt_ci(r.final), fmt_ci(r.iqm),
-                fmt_steps(r.meta_train_steps), fmt_seconds(r.meta_train_seconds),
-                str(len(r.seeds)) + (f" {FEW_SEEDS_MARK}" if len(r.seeds) < MIN_SEEDS else ""),
-            ]
-            for i, r in enumerate(rows)
-        ]
-        notes = []
-        if any(len(r.seeds) < MIN_SEEDS for r in rows):
-            notes.append(
-                f"{FEW_SEEDS_MARK} fewer than {MIN_SEEDS} seeds: too few independent training runs for the "
-                f"intervals to say much; run more seeds (`metarl-bench run ... --seeds 0 1 2`)."
-            )
-        tables.append(_Table(_label(bid), _label(bid), _info(bench, kind), header, body, notes))
+            progress(f"table {i + 1}/{len(keys)}: {bid} ({len(res.groups[bid])} rows)")
+        tables.append(_table(res, bid, reps, seed))
     return tables
+
+
+def _table(res: Results, bid: str, reps: int, seed: int) -> _Table:
+    """The table of one benchmark: a row per variant, sorted by the headline score."""
+    by_variant = res.groups[bid]
+    bench = res.benchmarks[bid]
+    headline = str(bench.headline)
+    lower = bool(bench.lower_is_better)
+    rows = [_row(v, recs, bench, reps, seed) for v, recs in sorted(by_variant.items())]
+    rows.sort(key=lambda r: ((r.headline_value if lower else -r.headline_value), r.agent))
+    kind = rows[0].normalization
+    iqm_head = f"IQM of {'normalised ' if kind else ''}{headline} score [95% CI]"
+    if kind == "per-task":
+        iqm_head += " (per-task references)"
+    elif kind == "benchmark":
+        iqm_head += " (benchmark references)"
+    else:
+        iqm_head += " (no references: raw" + (", lower is better)" if lower else ")")
+    star = " (headline)"
+    header = [
+        "#", "Agent", "Online score [95% CI]" + (star if headline == "online" else ""),
+        "Final score [95% CI]" + (star if headline == "final" else ""), iqm_head,
+        "Meta-train env steps", "Meta-train time", "Seeds",
+    ]
+    body = [
+        [
+            str(i + 1), r.agent, fmt_ci(r.online), fmt_ci(r.final), fmt_ci(r.iqm),
+            fmt_steps(r.meta_train_steps), fmt_seconds(r.meta_train_seconds),
+            str(len(r.seeds)) + (f" {FEW_SEEDS_MARK}" if len(r.seeds) < MIN_SEEDS else ""),
+        ]
+        for i, r in enumerate(rows)
+    ]
+    notes = []
+    if any(len(r.seeds) < MIN_SEEDS for r in rows):
+        notes.append(
+            f"{FEW_SEEDS_MARK} fewer than {MIN_SEEDS} seeds: too few independent training runs for the "
+            f"intervals to say much; run more seeds (`metarl-bench run ... --seeds 0 1 2`)."
+        )
+    return _Table(_label(bid), _label(bid), _info(bench, kind), header, body, notes)
 
 
 def _info(bench: Any, kind: str | None) -> list[str]:
@@ -422,7 +455,7 @@ def _info(bench: Any, kind: str | None) -> list[str]:
     lines = [
         f"Headline: {what}; {'lower' if lower else 'higher'} is better.",
         f"Version {bench.version}, tier {bench.tier}, task hash `{bench.task_hash}`; "
-        f"{len(bench.test_tasks)} test tasks × {proto.runs_per_task} adaptation runs per seed.",
+        f"{bench.n_test} test tasks × {proto.runs_per_task} adaptation runs per seed.",
     ]
     refs = bench.references
     rand, orac = refs["random"][headline], refs["oracle"][headline]
@@ -585,9 +618,11 @@ def write_plots(
     out_dir: str | Path | None = None,
     benchmark_id: str | None = None,
     progress: bool = False,
+    formats: Sequence[str] = ("png", "svg"),
 ) -> list[Path]:
     """(Re)generate the plots of the records under ``results_dir`` in ``out_dir`` (default
-    ``results_dir/plots``); returns the paths written.
+    ``results_dir/plots``), in each of ``formats`` (PNG for pages, SVG for papers);
+    returns the paths written.
 
     With ``benchmark_id`` only that benchmark's plots; without, every benchmark's, and
     plots of benchmarks that no longer have records are removed. All or nothing: the
@@ -605,73 +640,84 @@ def write_plots(
         raise ValueError(
             f"no records of benchmark {benchmark_id!r} under {res.root}; benchmarks with records: {sorted(res.groups)}"
         )
-    return _publish(out.parent, {}, res, out, only=benchmark_id, progress=_stderr_progress if progress else None)
+    return _publish(out.parent, None, res, out, only=benchmark_id, progress=_stderr_progress if progress else None,
+                    formats=formats)
 
 
-def _draw_one(res: Results, bid: str, out_dir: Path) -> list[Path]:
+def _draw_one(res: Results, bid: str, out_dir: Path, formats: Sequence[str]) -> list[Path]:
     from metarl_bench.plots import plot_benchmark
 
-    return plot_benchmark(res.groups[bid], _label(bid), out_dir, bench=res.benchmarks[bid])
+    return plot_benchmark(res.groups[bid], _label(bid), out_dir, bench=res.benchmarks[bid], formats=formats)
 
 
-_FORKED: tuple[Results, Path] | None = None  # what forked plot workers read (inherited, never pickled)
+_FORKED: list[Callable[[], Any]] | None = None  # the jobs forked workers run (inherited, never pickled)
 
 
-def _draw_forked(bid: str) -> list[Path]:
+def _run_forked(i: int) -> Any:
+    from threadpoolctl import threadpool_limits
+
     assert _FORKED is not None
-    return _draw_one(_FORKED[0], bid, _FORKED[1])
+    # The workers already use every CPU: BLAS threads inside them would only compete
+    # (measured: twice the CPU time for the same wall time on 2 cores).
+    with threadpool_limits(limits=1):
+        return _FORKED[i]()
 
 
-def _start_plots(
-    res: Results, out_dir: Path, only: str | None, progress: Callable[[str], None] | None
-) -> Callable[[], list[Path]]:
-    """Start drawing the plots into ``out_dir``; returns a function that waits for them and
-    gives the paths written. With several benchmarks and CPUs they are drawn by forked
-    worker processes while the caller goes on (building the tables)."""
+def _run_jobs(jobs: Sequence[tuple[str, Callable[[], Any]]], progress: Callable[[str], None] | None) -> list[Any]:
+    """Run ``jobs`` (label, function) and return their results in order.
+
+    With several jobs and CPUs they run in a pool of forked worker processes, in the
+    order given (put the heaviest first): the functions and the records they read are
+    inherited at the fork, never pickled; only the results (table text, plot paths,
+    hashes) come back. A failing job stops the rest and its error is raised here.
+    """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     global _FORKED
-    keys = [b for b in sorted(res.groups) if only is None or b == only]
-    workers = min(len(keys), os.cpu_count() or 1)
+    workers = min(len(jobs), os.cpu_count() or 1)
     if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        def draw_here() -> list[Path]:
-            written: list[Path] = []
-            for i, bid in enumerate(keys):
-                if progress is not None:
-                    progress(f"plots {i + 1}/{len(keys)}: {bid}")
-                written += _draw_one(res, bid, out_dir)
-            return written
-        return draw_here
-    _FORKED = (res, out_dir)
+        results = []
+        for i, (label, fn) in enumerate(jobs):
+            if progress is not None:
+                progress(f"{i + 1}/{len(jobs)}: {label}")
+            results.append(fn())
+        return results
+    _FORKED = [fn for _, fn in jobs]
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-    futures = [pool.submit(_draw_forked, bid) for bid in keys]
+    try:
+        futures = {pool.submit(_run_forked, i): i for i in range(len(jobs))}
+        out: dict[int, Any] = {}
+        for k, fut in enumerate(as_completed(futures)):
+            i = futures[fut]
+            out[i] = fut.result()
+            if progress is not None:
+                progress(f"{k + 1}/{len(jobs)} done: {jobs[i][0]}")
+        return [out[i] for i in range(len(jobs))]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _FORKED = None
 
-    def wait() -> list[Path]:
-        global _FORKED
-        try:
-            written: list[Path] = []
-            for i, (bid, fut) in enumerate(zip(keys, futures)):
-                written += fut.result()
-                if progress is not None:
-                    progress(f"plots {i + 1}/{len(keys)}: {bid}")
-            return written
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            _FORKED = None
-    return wait
+
+def _cost(res: Results, bid: str) -> int:
+    """A benchmark's share of the work (bootstrap entries), to start the heaviest first."""
+    return sum(len(recs) for recs in res.groups[bid].values()) * int(res.benchmarks[bid].n_test)
 
 
 def _publish(
     root: Path,
-    pages: Callable[[], dict[str, str]] | dict[str, str],
+    pages: Callable[[list[_Table]], dict[str, str]] | None,
     res: Results,
     plots_dir: Path,
     only: str | None,
     progress: Callable[[str], None] | None,
+    reps: int = 2000,
+    seed: int = 0,
+    formats: Sequence[str] = ("png",),
 ) -> list[Path]:
-    """Write the plots and ``pages`` (file name under ``root`` -> text, or a function
-    building them, run while the plots are drawn) all or nothing.
+    """Draw the plots (in ``formats``) and, with ``pages``, build the tables (``reps`` bootstrap resamples
+    from ``seed``) and write the pages ``pages(tables)`` gives (file name under ``root`` ->
+    text), all or nothing. Tables and plots are built in parallel (:func:`_run_jobs`).
 
     Everything is written into a staging folder beside the outputs first; only when every
     file was written are they renamed into place (a rename needs no space), so a failure
@@ -682,9 +728,15 @@ def _publish(
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=root))
     try:
         os.chmod(staging, 0o777 & ~current_umask())
-        wait = _start_plots(res, staging / PLOTS_DIR, only, progress)
-        texts = pages() if callable(pages) else pages
-        staged_plots = wait()
+        keys = sorted((b for b in res.groups if only is None or b == only), key=lambda b: (-_cost(res, b), b))
+        jobs: list[tuple[str, Callable[[], Any]]] = []
+        for bid in keys:
+            if pages is not None:
+                jobs.append((f"table of {bid}", functools.partial(_table, res, bid, reps, seed)))
+            jobs.append((f"plots of {bid}", functools.partial(_draw_one, res, bid, staging / PLOTS_DIR, formats)))
+        done = dict(zip((label for label, _ in jobs), _run_jobs(jobs, progress)))
+        texts = {} if pages is None else pages([done[f"table of {bid}"] for bid in _bench_order(res)])
+        staged_plots = [p for bid in keys for p in done[f"plots of {bid}"]]
         moves = [(p, plots_dir / p.name) for p in staged_plots]
         for name, text in texts.items():
             tmp = staging / name
@@ -719,8 +771,9 @@ def write_leaderboard(
     seed: int = 0,
     progress: bool = True,
 ) -> list[Path]:
-    """Regenerate ``results_dir/plots/`` and write ``LEADERBOARD.md`` and ``index.html``
-    there, all or nothing (see :func:`_publish`); returns the paths written.
+    """Regenerate ``results_dir/plots/`` (the PNGs the pages show; ``metarl-bench plot``
+    adds SVGs) and write ``LEADERBOARD.md`` and ``index.html`` there, all or nothing (see
+    :func:`_publish`); returns the paths written.
 
     Raises :class:`LeaderboardError` listing every bad results file, before writing
     anything, unless ``allow_errors``: then the pages are published with a warning banner
@@ -736,12 +789,11 @@ def write_leaderboard(
     if say is not None:
         say(f"{res.n_records()} records of {len(res.groups)} benchmarks under {root}")
 
-    def pages() -> dict[str, str]:
-        tables = _tables(res, reps, seed, say)
+    def pages(tables: list[_Table]) -> dict[str, str]:
         intro = _intro(reps, seed)
         return {"LEADERBOARD.md": _markdown(res, tables, intro), "index.html": _html(res, tables, intro)}
 
-    written = _publish(root, pages, res, root / PLOTS_DIR, only=None, progress=say)
+    written = _publish(root, pages, res, root / PLOTS_DIR, only=None, progress=say, reps=reps, seed=seed)
     return [root / "LEADERBOARD.md", root / "index.html"] + [p for p in written if p.parent == root / PLOTS_DIR]
 
 

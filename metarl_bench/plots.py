@@ -114,9 +114,11 @@ def _legend(ax: plt.Axes, n_entries: int) -> None:
               ncol=1 if n_entries <= 16 else 2)
 
 
-def _save(fig: plt.Figure, out_dir: str | Path, benchmark_id: str, kind: str) -> list[Path]:
+def _save(
+    fig: plt.Figure, out_dir: str | Path, benchmark_id: str, kind: str, formats: Sequence[str] = FORMATS
+) -> list[Path]:
     paths = []
-    for fmt in FORMATS:
+    for fmt in formats:
         path = plot_path(out_dir, benchmark_id, kind, fmt)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Fixed metadata so the same records give byte-identical files.
@@ -159,9 +161,14 @@ def _title(benchmark_id: str, records: Sequence[Record]) -> str:
 
 
 def plot_curves(
-    records_by_agent: Mapping[str, Sequence[Record]], benchmark_id: str, out_dir: str | Path, bench: Any = None
+    records_by_agent: Mapping[str, Sequence[Record]],
+    benchmark_id: str,
+    out_dir: str | Path,
+    bench: Any = None,
+    formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
-    """Adaptation curves of every agent on ``benchmark_id``; returns the PNG and SVG paths.
+    """Adaptation curves of every agent on ``benchmark_id``; returns the paths written,
+    one per format in ``formats`` (PNG and SVG by default).
 
     Each agent's line is the mean return per episode against x (episodes of experience
     before it; the point at the budget is the final evaluation), pooling its seeds and
@@ -218,7 +225,7 @@ def plot_curves(
             "point after the dotted step: final evaluation, no further adaptation",
             transform=ax.transAxes, fontsize=7.5, color="0.35", va="top")
     _legend(ax, len(items) + 2)
-    return _save(fig, out_dir, benchmark_id, "curves")
+    return _save(fig, out_dir, benchmark_id, "curves", formats)
 
 
 def profile_taus(matrices: Sequence[np.ndarray], points: int = 101) -> np.ndarray:
@@ -239,8 +246,10 @@ def plot_profiles(
     reps: int = 1000,
     seed: int = 0,
     bench: Any = None,
+    formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
-    """Performance profiles of every agent on ``benchmark_id``; returns the PNG and SVG paths.
+    """Performance profiles of every agent on ``benchmark_id``; returns the paths written,
+    one per format in ``formats`` (PNG and SVG by default).
 
     Scores are each variant's ``(seeds, tasks)`` matrix of ``which`` (``"headline"``,
     ``"online"`` or ``"final"``; :func:`metarl_bench.stats.aggregate`), normalised where
@@ -281,13 +290,17 @@ def plot_profiles(
             f"{per_task}; each seed's adaptation runs averaged per task",
             transform=ax.transAxes, fontsize=7.5, color="0.35", va="top")
     _legend(ax, len(items) + 2)
-    return _save(fig, out_dir, benchmark_id, "profiles")
+    return _save(fig, out_dir, benchmark_id, "profiles", formats)
 
 
 def plot_benchmark(
-    records_by_agent: Mapping[str, Sequence[Record]], benchmark_id: str, out_dir: str | Path, bench: Any = None
+    records_by_agent: Mapping[str, Sequence[Record]],
+    benchmark_id: str,
+    out_dir: str | Path,
+    bench: Any = None,
+    formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
-    """Both plots of one benchmark: curves then profiles (PNG and SVG each)."""
+    """Both plots of one benchmark: curves then profiles, each in every format of ``formats``."""
     bench = _bench_of(records_by_agent, bench)
-    return (plot_curves(records_by_agent, benchmark_id, out_dir, bench=bench)
-            + plot_profiles(records_by_agent, benchmark_id, out_dir, bench=bench))
+    return (plot_curves(records_by_agent, benchmark_id, out_dir, bench=bench, formats=formats)
+            + plot_profiles(records_by_agent, benchmark_id, out_dir, bench=bench, formats=formats))

@@ -15,11 +15,21 @@ T = TypeVar("T", bound="Task")
 def _freeze(value: Any) -> Any:
     """Lists and arrays become nested tuples of Python floats/ints, so tasks hash."""
     if isinstance(value, np.ndarray):
-        value = value.tolist()
+        return _tuples(value.tolist())
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, np.generic):
         return value.item()
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    """``ndarray.tolist()``'s nested lists (uniform depth, Python scalars) as nested tuples:
+    the fast path of :func:`_freeze` (tabular-MDP tasks hold 550 numbers each)."""
+    if isinstance(value, list):
+        if value and isinstance(value[0], list):
+            return tuple(map(_tuples, value))
+        return tuple(value)
     return value
 
 
