@@ -6,6 +6,8 @@ gaps between the classical references (e.g. bandits: 1,000 test tasks x 10 runs)
 
 from __future__ import annotations
 
+import numpy as np
+
 from metarl_bench.benchmarks import Benchmark, Protocol, register_benchmark
 
 SMOKE = {"n_train": 64, "n_test": 8, "meta_train_steps": 200_000}
@@ -85,4 +87,57 @@ for name, budget in (("CartPoleDynamics", 20), ("PendulumDynamics", 20)):
         smoke=_smoke(budget_episodes=2, final_episodes=2),
     )
 
-import metarl_bench.supervised  # noqa: E402,F401  (the supervised few-shot benchmarks)
+
+# --- sinusoid regression (Finn et al. 2017, section 5.1): supervised few-shot, query MSE
+QUERY_POINTS = 100  # fixed query grid over [-5, 5]
+INNER_STEPS = 10  # the curve's axis: inner gradient steps 0..10
+
+
+def query_grid(points: int = QUERY_POINTS) -> np.ndarray:
+    """The fixed query inputs of the sinusoid benchmarks: ``points`` evenly spaced over [-5, 5]."""
+    return np.linspace(-5.0, 5.0, points)
+
+
+def sinusoid_references(inner_steps: int = INNER_STEPS, points: int = QUERY_POINTS) -> dict[str, dict[str, float]]:
+    """Random = the prior-mean predictor's exact expected MSE on the query grid; oracle = 0."""
+    from metarl_bench.envs.sinusoid import SinusoidFamily
+
+    floor = SinusoidFamily.prior_mean_mse(query_grid(points))
+    return {
+        "random": {"online": inner_steps * floor, "final": floor},
+        "oracle": {"online": 0.0, "final": 0.0},
+    }
+
+
+def register_sinusoid_benchmarks() -> None:
+    """``MetaRL/Sinusoid-K{5,10,20}-v0`` (and their smoke variants)."""
+    for k in (5, 10, 20):
+        register_benchmark(
+            Benchmark(
+                id=f"MetaRL/Sinusoid-K{k}-v0",
+                family_id="MetaRL/Sinusoid-v0",
+                protocol=Protocol(
+                    budget_episodes=INNER_STEPS,
+                    runs_per_task=2,
+                    final_episodes=1,
+                    shots=k,
+                    inner_steps=INNER_STEPS,
+                    query_points=QUERY_POINTS,
+                ),
+                n_train=20_000,
+                n_test=1_000,
+                task_seed=5000 + k,
+                meta_train_steps=1_000_000_000,  # labelled examples
+                headline="final",
+                lower_is_better=True,
+                reference_overrides=sinusoid_references(),
+                description=(
+                    f"sinusoid regression, {k} support points, query MSE on a 100-point grid over [-5,5] after "
+                    f"0..10 inner gradient steps (MAML section 5.1)"
+                ),
+            ),
+            smoke={"n_train": 1_000, "n_test": 50, "meta_train_steps": 20_000_000},
+        )
+
+
+register_sinusoid_benchmarks()
