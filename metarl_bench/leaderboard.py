@@ -135,17 +135,23 @@ def collect(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
     root = check_results_dir(results_dir)
     out = Results(root=root)
     paths = list(iter_record_paths(root))
-    registry = _prepare(sorted({bid for bid, _ in (_ids_from_path(root, p) for p in paths) if bid}))
-    by_key: dict[tuple[str, str], list[tuple[Path, Record]]] = defaultdict(list)
+    # The registered benchmarks' task lists are drawn (in worker processes) while the records load.
+    prepared = _prepare(sorted({bid for bid, _ in (_ids_from_path(root, p) for p in paths) if bid}))
+    loaded: list[tuple[Path, Record | RecordError]] = []
     for path in paths:
-        bid, variant = _ids_from_path(root, path)
         try:
-            rec = load_record(path)
+            loaded.append((path, load_record(path)))
         except RecordError as exc:
-            out.problems.append(Problem(str(exc), bid, variant))
+            loaded.append((path, exc))
+    registry = prepared()
+    by_key: dict[tuple[str, str], list[tuple[Path, Record]]] = defaultdict(list)
+    for path, rec in loaded:
+        bid, variant = _ids_from_path(root, path)
+        if isinstance(rec, RecordError):
+            out.problems.append(Problem(str(rec), bid, variant))
             continue
         if rec.benchmark_id not in registry:  # a record filed under another benchmark's folder
-            registry.update(_prepare([rec.benchmark_id]))
+            registry.update(_prepare([rec.benchmark_id])())
         bench = registry[rec.benchmark_id]
         msg = _check_record(root, path, rec, bench)
         if msg is not None:
@@ -162,21 +168,26 @@ def collect(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
     return out
 
 
-def _prepare(benchmark_ids: Sequence[str]) -> dict[str, Any]:
-    """The registered benchmark of each id (or what :func:`_registered` says instead), with
-    the task hash and references each record is checked against already computed.
+def _prepare(benchmark_ids: Sequence[str]) -> Callable[[], dict[str, Any]]:
+    """Start preparing the registered benchmark of each id (or what :func:`_registered`
+    says instead); returns a function that waits and gives them, with the task hash and
+    references each record is checked against computed.
 
     Computing them means drawing every task list (a second or more for the large ones),
-    so several benchmarks' are computed in parallel (:func:`_run_jobs`) and stored in
+    so several benchmarks' are computed in parallel (:func:`_start_jobs`) and stored in
     this process's benchmark objects, as their own cached properties would.
     """
     out = {bid: _registered(bid) for bid in benchmark_ids}
     todo = [b for b in out.values() if not isinstance(b, str) and "task_hash" not in b.__dict__]
-    if len(todo) > 1:
-        jobs = [(f"task lists of {b.id}", functools.partial(_derived, b)) for b in todo]
-        for b, (task_hash, refs) in zip(todo, _run_jobs(jobs, None)):
+    if len(todo) < 2:
+        return lambda: out
+    wait = _start_jobs([(f"task lists of {b.id}", functools.partial(_derived, b)) for b in todo], None)
+
+    def done() -> dict[str, Any]:
+        for b, (task_hash, refs) in zip(todo, wait()):
             b.__dict__["task_hash"], b.__dict__["_family_references"] = task_hash, refs
-    return out
+        return out
+    return done
 
 
 def _derived(bench: Any) -> tuple[str, dict[str, np.ndarray | None]]:
@@ -664,39 +675,54 @@ def _run_forked(i: int) -> Any:
 
 
 def _run_jobs(jobs: Sequence[tuple[str, Callable[[], Any]]], progress: Callable[[str], None] | None) -> list[Any]:
-    """Run ``jobs`` (label, function) and return their results in order.
+    """Run ``jobs`` (label, function) and return their results in order (see :func:`_start_jobs`)."""
+    return _start_jobs(jobs, progress)()
+
+
+def _start_jobs(
+    jobs: Sequence[tuple[str, Callable[[], Any]]], progress: Callable[[str], None] | None
+) -> Callable[[], list[Any]]:
+    """Start ``jobs`` (label, function); returns a function that waits for them and gives
+    their results in order.
 
     With several jobs and CPUs they run in a pool of forked worker processes, in the
-    order given (put the heaviest first): the functions and the records they read are
-    inherited at the fork, never pickled; only the results (table text, plot paths,
-    hashes) come back. A failing job stops the rest and its error is raised here.
+    order given (put the heaviest first), while the caller goes on: the functions and the
+    records they read are inherited at the fork, never pickled; only the results (table
+    text, plot paths, hashes) come back. A failing job stops the rest and its error is
+    raised by the wait. Otherwise they run one by one in this process at the wait.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     global _FORKED
     workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        results = []
-        for i, (label, fn) in enumerate(jobs):
-            if progress is not None:
-                progress(f"{i + 1}/{len(jobs)}: {label}")
-            results.append(fn())
-        return results
+    if workers < 2 or _FORKED is not None or "fork" not in multiprocessing.get_all_start_methods():
+        def run_here() -> list[Any]:
+            results = []
+            for i, (label, fn) in enumerate(jobs):
+                if progress is not None:
+                    progress(f"{i + 1}/{len(jobs)}: {label}")
+                results.append(fn())
+            return results
+        return run_here
     _FORKED = [fn for _, fn in jobs]
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-    try:
-        futures = {pool.submit(_run_forked, i): i for i in range(len(jobs))}
-        out: dict[int, Any] = {}
-        for k, fut in enumerate(as_completed(futures)):
-            i = futures[fut]
-            out[i] = fut.result()
-            if progress is not None:
-                progress(f"{k + 1}/{len(jobs)} done: {jobs[i][0]}")
-        return [out[i] for i in range(len(jobs))]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        _FORKED = None
+    futures = {pool.submit(_run_forked, i): i for i in range(len(jobs))}
+
+    def wait() -> list[Any]:
+        global _FORKED
+        try:
+            out: dict[int, Any] = {}
+            for k, fut in enumerate(as_completed(futures)):
+                i = futures[fut]
+                out[i] = fut.result()
+                if progress is not None:
+                    progress(f"{k + 1}/{len(jobs)} done: {jobs[i][0]}")
+            return [out[i] for i in range(len(jobs))]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            _FORKED = None
+    return wait
 
 
 def _cost(res: Results, bid: str) -> int:

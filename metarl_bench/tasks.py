@@ -33,6 +33,17 @@ def _tuples(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The dataclass field names of a task class (cached: tasks are built by the thousand)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
@@ -52,8 +63,10 @@ class Task:
     family_name: ClassVar[str] = "task"
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _freeze(getattr(self, f.name)))
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            if type(value) not in (float, int):  # plain numbers are frozen already
+                object.__setattr__(self, name, _freeze(value))
         self.validate()
 
     def validate(self) -> None:  # pragma: no cover - overridden
