@@ -829,7 +829,7 @@ def maml_bench(
     The first ``warmup`` meta-batches are run but not timed.
 
     pytorch-maml-rl itself took 5-9 s per meta-batch with this config on a 2-core CPU
-    machine (measured for issue 5). ``verbose`` prints a report.
+    machine class (measured on 2-core CPUs). ``verbose`` prints a report.
     """
     from metarl_bench.baselines.maml_reference import reference_meta_batch
 
@@ -840,7 +840,7 @@ def maml_bench(
         "meta_batches": iterations,
         **ours,
         "torch_threads": agent.config.torch_threads,
-        "pytorch_maml_rl_seconds": "5-9 (same config, 2-core CPU, measured for issue 5)",
+        "pytorch_maml_rl_seconds": "5-9 (same config, 2-core CPU)",
     }
     if subsample is not None and subsample < 1.0:
         _, _, fast = _time_meta_batches(benchmark_id, iterations, warmup, seed, {**overrides, "cg_subsample": subsample})
@@ -867,7 +867,7 @@ def maml_bench(
     return out
 
 
-TARGET_SECONDS = 0.5  # issue 5: seconds per Navigation2D meta-batch, >= 10x pytorch-maml-rl's 5-9 s
+TARGET_SECONDS = 0.5  # seconds per Navigation2D meta-batch: >= 10x pytorch-maml-rl's 5-9 s
 
 
 def format_maml_bench(out: dict[str, Any]) -> str:
@@ -905,7 +905,7 @@ def format_maml_bench(out: dict[str, Any]) -> str:
                 f"those products run at {out['cg_floor_gflop_per_second']:.0f} GFLOP/s; a 1024x1024 matrix product "
                 f"at {out['square_matmul_gflop_per_second']:.0f} GFLOP/s"
             )
-    lines.append("pytorch-maml-rl itself: 5-9 s per meta-batch on this machine class (issue 5)")
+    lines.append("pytorch-maml-rl itself: 5-9 s per meta-batch on this machine class")
     ours = [("the config (exact)", out["seconds_per_meta_batch"])]
     if "cg_subsample" in out:
         ours.append((f"cg_subsample={out['cg_subsample']['fraction']:g}", out["cg_subsample"]["seconds_per_meta_batch"]))

@@ -10,7 +10,7 @@ numbers they are divided by come from the same machine state:
   evaluation harness (``metarl_bench.harness._run_chunk``) as a fraction of the raw
   batched env stepped with the same kind of random actions.
 
-Targets (issue 2): a ratio of at least 50x for the bandit, tabular MDP and navigation.
+Targets: a ratio of at least 50x for the bandit, tabular MDP and navigation.
 """
 
 from __future__ import annotations

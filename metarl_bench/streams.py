@@ -1,7 +1,7 @@
 """Counter-based random streams shared by single and batched environments.
 
 Why hand-written: a batched env must give sub-env ``i`` exactly the random numbers that a
-single env seeded with ``seed + i`` would draw (DESIGN section 2), while stepping 1,024
+single env seeded with ``seed + i`` would draw (see "Tasks and families" in docs/design.md), while stepping 1,024
 sub-envs in one array operation. numpy's ``Generator`` objects are sequential and cannot
 be advanced in bulk, so one Python call per sub-env and step would be needed, which costs
 more than the dynamics themselves. A counter-based generator (each number is a hash of a

@@ -1,6 +1,6 @@
 """The supervised few-shot track: protocol, harness and the sinusoid benchmarks.
 
-Supervised few-shot learners follow DESIGN section 4's two phases with support and query
+Supervised few-shot learners follow every agent's two phases (docs/design.md, "Agents") with support and query
 sets instead of environments:
 
 - **meta-train** on the benchmark's train tasks through a :class:`SupervisedTrainContext`:
@@ -18,7 +18,7 @@ The harness, not the agent, computes the query loss: before any step and after e
 ``inner_steps`` calls to ``adapt()`` (:func:`adaptation_curve`). Every test task and
 independent run is one row of the batch, so 1,000 tasks x runs adapt together.
 
-Records (DESIGN section 6) reuse the RL layout: ``returns`` has shape ``(tasks, runs,
+Records (docs/design.md, "Records") reuse the RL layout: ``returns`` has shape ``(tasks, runs,
 inner_steps + 1)`` and holds query MSE; ``x`` is the number of inner gradient steps of
 each column (0..10); the columns 0..9 have phase ``"budget"`` and the 10-step column
 ``"final"``. Hence ``scores["final"]`` is the MSE after 10 steps (the headline, lower is

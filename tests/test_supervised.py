@@ -90,7 +90,7 @@ def test_support_sampler_and_targets():
 
 def test_prior_mean_floor_is_exact():
     fam = SinusoidFamily()
-    assert fam.prior_mean_mse() == pytest.approx(3.00567, abs=1e-4)  # DESIGN section 9: about 3.006
+    assert fam.prior_mean_mse() == pytest.approx(3.00567, abs=1e-4)  # the prior-mean predictor's floor: about 3.006
     # the closed form on U[-5, 5] agrees with a dense grid, and E[y | x] with a Monte Carlo average
     assert fam.prior_mean_mse(np.linspace(-5, 5, 200_001)) == pytest.approx(fam.prior_mean_mse(), abs=1e-4)
     tasks = fam.sample_tasks(40_000, np.random.default_rng(0))

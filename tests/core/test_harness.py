@@ -1,4 +1,4 @@
-"""The evaluation harness (DESIGN section 5) through reference agents with exact answers."""
+"""The evaluation harness (docs/design.md: "The harness") through reference agents with exact answers."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Task API, family registry and id errors (DESIGN sections 2 and 8)."""
+"""Task API, family registry and id errors (docs/design.md: "Tasks and families")."""
 
 import json
 import math
