@@ -276,7 +276,7 @@ def _init_worker(parent: int) -> None:
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
     """Stop now: drop the queued jobs and end the workers (their jobs in flight are lost).
 
-    Without this, leaving the ``with`` block on KeyboardInterrupt waits for every queued job.
+    Without this, shutting the pool down on KeyboardInterrupt would wait for every queued job.
     A worker ended mid-write leaves at most a ``.tmp-*`` file, which the loaders ignore.
     """
     procs = list((getattr(pool, "_processes", None) or {}).values())
@@ -349,24 +349,29 @@ def run_sweep(
             except Exception as exc:  # noqa: BLE001
                 done(job, None, exc)
     else:
-        with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            futures: dict[Future[str], Job] = {pool.submit(run_job, j, results, False, force, checkpoints): j for j in todo}
+        pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(os.getpid(),))
+        # Not a `with` block: its exit waits for every queued job, and a signal can arrive at any
+        # point from the first submit on (workers start and finish jobs while the rest are queued).
+        try:
+            futures: dict[Future[str], Job] = {}
+            for j in todo:
+                futures[pool.submit(run_job, j, results, False, force, checkpoints)] = j
             pending = set(futures)
-            try:
-                while pending:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        err = fut.exception()
-                        job = futures[fut]
-                        if isinstance(err, JobBusy):  # claimed elsewhere: wait for it after the rest
-                            again = pool.submit(run_job, job, results, True, force, checkpoints)
-                            futures[again] = job
-                            pending.add(again)
-                            continue
-                        done(job, None if err else fut.result(), err)
-            except BaseException:  # KeyboardInterrupt, SystemExit: finished records are kept
-                _stop_pool(pool)
-                raise
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    err = fut.exception()
+                    job = futures[fut]
+                    if isinstance(err, JobBusy):  # claimed elsewhere: wait for it after the rest
+                        again = pool.submit(run_job, job, results, True, force, checkpoints)
+                        futures[again] = job
+                        pending.add(again)
+                        continue
+                    done(job, None if err else fut.result(), err)
+        except BaseException:  # KeyboardInterrupt, SystemExit: finished records are kept
+            _stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
     return written, failed
 
 

@@ -263,3 +263,30 @@ def test_a_ray_that_does_not_start_is_a_message(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "--workers is ignored with --backend ray" in err
     assert "Ray did not start within 0.3 s (RAY_ADDRESS='ray://nowhere:10001')" in err
+
+
+def _slow_job(job, results, wait=True, force=False, checkpoints=None):
+    time.sleep(30)
+    return ""
+
+
+def test_an_interrupt_while_jobs_are_being_queued_stops_at_once(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM can arrive while the jobs are still being submitted (workers start at
+    the first submit): the queued jobs are dropped and the workers ended, not waited for."""
+    calls = {"n": 0}
+    real_submit = sweep.ProcessPoolExecutor.submit
+
+    def submit(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "run_job", _slow_job)  # the forked workers inherit it
+    monkeypatch.setattr(sweep.ProcessPoolExecutor, "submit", submit)
+    monkeypatch.setattr(sweep, "is_done", lambda job, results: False)
+    jobs = [Job(SMOKE, "random", s) for s in range(8)]
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(jobs, tmp_path, workers=2)
+    assert time.monotonic() - t < 10.0  # the 4 queued 30-second jobs were not waited for
