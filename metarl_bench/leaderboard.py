@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib
 import json
 import math
 import os
@@ -124,19 +125,24 @@ class Results:
         return sum(len(rs) for by in self.groups.values() for rs in by.values())
 
 
-def collect(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
+def collect(results_dir: str | Path = DEFAULT_RESULTS, preload: Sequence[str] = ()) -> Results:
     """Load and validate every record under ``results_dir`` against its registered
     benchmark; group the valid ones by (benchmark, variant).
 
     A group whose seeds disagree on the agent or its configuration is reported and left
     out whole, since no part of it can be pooled. Raises :class:`ResultsPathError` when
-    ``results_dir`` does not exist or is not a folder.
+    ``results_dir`` does not exist or is not a folder. The modules named in ``preload``
+    are imported while the task lists are drawn (the plots' matplotlib, scipy's
+    statistics), so that the workers forked later inherit them instead of each importing
+    them.
     """
     root = check_results_dir(results_dir)
     out = Results(root=root)
     paths = list(iter_record_paths(root))
     # The registered benchmarks' task lists are drawn (in worker processes) while the records load.
     prepared = _prepare(sorted({bid for bid, _ in (_ids_from_path(root, p) for p in paths) if bid}))
+    for module in preload:
+        importlib.import_module(module)
     loaded: list[tuple[Path, Record | RecordError]] = []
     for path in paths:
         try:
@@ -651,7 +657,7 @@ def write_plots(
     given) unless ``allow_errors``, ``ValueError`` if ``benchmark_id`` has no records, and
     :class:`ResultsPathError` if ``results_dir`` is not a folder.
     """
-    res = collect(results_dir)
+    res = collect(results_dir, preload=["metarl_bench.plots", "scipy.stats"])
     problems = [p.message for p in res.problems if benchmark_id is None or p.benchmark_id in (None, benchmark_id)]
     if problems and not allow_errors:
         raise LeaderboardError(problems)
@@ -818,7 +824,7 @@ def write_leaderboard(
     """
     root = Path(results_dir)
     say = _stderr_progress if progress else None
-    res = collect(root)
+    res = collect(root, preload=["metarl_bench.plots", "scipy.stats"])
     if res.problems and not allow_errors:
         raise LeaderboardError(res.errors)
     if say is not None:

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-from scipy import stats as sps
 
 if TYPE_CHECKING:
     from metarl_bench.results import Record
@@ -104,6 +103,8 @@ def iqm(scores: np.ndarray) -> Any:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim < 2:
         raise ValueError(f"iqm expects (..., runs, tasks), got shape {s.shape}")
+    from scipy import stats as sps  # imported on use: it is most of this module's import time
+
     out = sps.trim_mean(s.reshape(*s.shape[:-2], -1), IQM_CUT, axis=-1)
     return float(out) if s.ndim == 2 else out
 
