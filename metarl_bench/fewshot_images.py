@@ -128,7 +128,7 @@ class FewShotImageProblem:
         self.image_shape = tuple(classes.images[0].shape[1:])
 
     def make_net(self, hidden_sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Module:
-        from metarl_bench.baselines.fewshot_common import ConvNet, FlatMLP
+        from metarl_bench.baselines.fewshot.common import ConvNet, FlatMLP
 
         if self.net == "conv":
             return ConvNet(self.image_shape[0], tuple(hidden_sizes), self.n_way, generator)

@@ -127,7 +127,7 @@ class SinusoidProblem:
         self.amplitude, self.phase = family.task_arrays(tasks)
 
     def make_net(self, hidden_sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Module:
-        from metarl_bench.baselines.fewshot_common import MLP
+        from metarl_bench.baselines.fewshot.common import MLP
 
         return MLP(1, tuple(hidden_sizes), 1, generator)
 
@@ -430,8 +430,8 @@ def supervised_perf(iterations: int = 300, repeats: int = 3, meta_batch_size: in
 
 
 def _supervised_perf(iterations: int, repeats: int, meta_batch_size: int, shots: int) -> dict:
-    from metarl_bench.baselines.fewshot_common import MLP
-    from metarl_bench.baselines.fewshot_maml import MAMLConfig, maml_step
+    from metarl_bench.baselines.fewshot.common import MLP
+    from metarl_bench.baselines.fewshot.maml import MAMLConfig, maml_step
     from metarl_bench.envs.sinusoid import SinusoidFamily
 
     fam = SinusoidFamily()

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import metarl_bench
-from metarl_bench.baselines import rl_common as rc
-from metarl_bench.baselines.common import gae
-from metarl_bench.baselines.maml_rl import MAMLTRPO, TrainingDiverged, maml_bench, reinforce_loss
-from metarl_bench.baselines.mlp_curvature import InnerLossCurvature
-from metarl_bench.baselines.reptile_rl import reptile_update
+from metarl_bench.baselines.gradient import common as rc
+from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO, TrainingDiverged, maml_bench, reinforce_loss
+from metarl_bench.baselines.gradient.mlp_curvature import InnerLossCurvature
+from metarl_bench.baselines.gradient.reptile_rl import reptile_update
+from metarl_bench.baselines.shared import gae
 from metarl_bench.harness import MetaTrainContext
 
 BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"
@@ -342,7 +342,7 @@ def test_batched_inner_step_equals_per_task_steps():
     batch = _group_batch(3, 15)
     theta = {k: v.detach() for k, v in policy.named_parameters()}
     stacked = {k: v.requires_grad_(True) for k, v in rc.stack_params(theta, 3).items()}
-    from metarl_bench.baselines.maml_rl import inner_step
+    from metarl_bench.baselines.gradient.maml_rl import inner_step
 
     new = inner_step(policy, stacked, batch, lr=0.2, create_graph=False)
     for i in range(3):
@@ -477,7 +477,7 @@ def test_failed_line_search_keeps_old_parameters_and_is_logged(monkeypatch, capl
         before.extend(p.detach().clone() for p in agent.policy.parameters())
 
     monkeypatch.setattr(agent, "_build", build_and_remember)
-    with caplog.at_level(logging.WARNING, logger="metarl_bench.baselines.maml_rl"):
+    with caplog.at_level(logging.WARNING, logger="metarl_bench.baselines.gradient.maml_rl"):
         agent.meta_train(ctx)
     assert ctx.log[-1]["ls_accepted"] is False and ctx.log[-1]["ls_steps"] == 3
     assert "line search failed" in caplog.text
@@ -535,7 +535,7 @@ def test_maml_bench_reports_the_time_breakdown_and_the_same_run_reference(capsys
 
 
 def test_cg_floor_counts_the_direction_dependent_products():
-    from metarl_bench.baselines.maml_rl import MAMLTRPOConfig, cg_floor_seconds
+    from metarl_bench.baselines.gradient.maml_rl import MAMLTRPOConfig, cg_floor_seconds
 
     cfg = MAMLTRPOConfig(meta_batch_size=2, hidden_sizes=(16, 16), cg_iters=10)
     floor = cg_floor_seconds(cfg, samples_per_task=50, repeats=2)

@@ -15,8 +15,8 @@ from gymnasium.utils.env_checker import check_env
 
 import metarl_bench
 from metarl_bench.agents import Transition, tuned_config
-from metarl_bench.baselines import rl2
-from metarl_bench.baselines.common import gae
+from metarl_bench.baselines.incontext import rl2
+from metarl_bench.baselines.shared import gae
 from metarl_bench.results import load_record, record_path
 from metarl_bench.trial import TrialWrapper
 

@@ -11,11 +11,11 @@ import torch
 
 import metarl_bench
 from metarl_bench.agents import DivergenceError, agent_class
-from metarl_bench.baselines.fewshot_common import MLP, GradientAdapter, expand_params, params_of
-from metarl_bench.baselines.fewshot_maml import MAMLConfig, outer_loss
-from metarl_bench.baselines.fewshot_metasgd import MetaSGDConfig, MetaSGDLearner
-from metarl_bench.baselines.fewshot_metasgd import outer_loss as metasgd_outer_loss
-from metarl_bench.baselines.fewshot_reptile import inner_loop, reptile_update
+from metarl_bench.baselines.fewshot.common import MLP, GradientAdapter, expand_params, params_of
+from metarl_bench.baselines.fewshot.maml import MAMLConfig, outer_loss
+from metarl_bench.baselines.fewshot.metasgd import MetaSGDConfig, MetaSGDLearner
+from metarl_bench.baselines.fewshot.metasgd import outer_loss as metasgd_outer_loss
+from metarl_bench.baselines.fewshot.reptile import inner_loop, reptile_update
 from metarl_bench.envs.sinusoid import SinusoidFamily, SinusoidTask
 from metarl_bench.results import load_record
 from metarl_bench.supervised import (

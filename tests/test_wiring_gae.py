@@ -17,9 +17,10 @@ import torch
 from gymnasium import spaces
 
 from metarl_bench.agents import Transition
-from metarl_bench.baselines import maml_rl, rl2
-from metarl_bench.baselines import rl_common as rc
-from metarl_bench.baselines.reptile_rl import ReptileRL
+from metarl_bench.baselines.gradient import common as rc
+from metarl_bench.baselines.gradient import maml_rl
+from metarl_bench.baselines.gradient.reptile_rl import ReptileRL
+from metarl_bench.baselines.incontext import rl2
 
 GAMMA, LAM = 0.9, 0.5
 VALUE = 0.7  # the constant value function

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import metarl_bench
-from metarl_bench.baselines import maml_rl
-from metarl_bench.baselines import rl_common as rc
+from metarl_bench.baselines.gradient import common as rc
+from metarl_bench.baselines.gradient import maml_rl
 from metarl_bench.harness import MetaTrainContext
 
 BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"

@@ -26,8 +26,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from metarl_bench.baselines import rl_common as rc
-from metarl_bench.baselines.maml_rl import MAMLTRPO
+from metarl_bench.baselines.gradient import common as rc
+from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO
 
 OBS_DIM, ACT_DIM, GROUPS = 3, 2, 2
 INIT_STD = 0.5

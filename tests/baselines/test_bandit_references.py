@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import metarl_bench
-from metarl_bench.baselines.bandits import ExactBayesOptimal, exact_state_count, fh_gittins_table
+from metarl_bench.baselines.classical.bandits import ExactBayesOptimal, exact_state_count, fh_gittins_table
 
 
 @pytest.mark.parametrize("k, n, value", [(5, 10, 6.6600), (10, 10, 6.7140), (2, 1, 0.5)])

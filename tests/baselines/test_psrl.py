@@ -5,7 +5,7 @@ import pytest
 
 import metarl_bench
 from metarl_bench.agents import Transition
-from metarl_bench.baselines.psrl import PosteriorMDPAdapter
+from metarl_bench.baselines.classical.psrl import PosteriorMDPAdapter
 from metarl_bench.harness import EvalContext
 
 

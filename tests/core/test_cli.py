@@ -50,7 +50,7 @@ def test_bad_input_is_a_readable_error(args, message, capsys):
 
 
 def test_perf_maml_passes_the_thread_count(monkeypatch):
-    from metarl_bench.baselines import maml_rl
+    from metarl_bench.baselines.gradient import maml_rl
 
     calls = []
     monkeypatch.setattr(maml_rl, "maml_bench", lambda **kw: calls.append(kw))

@@ -4,7 +4,10 @@ the fix (they used to surface only after meta-training, or part-way through it).
 import pytest
 
 import metarl_bench
-from metarl_bench.baselines import fewshot_maml, fewshot_reptile, maml_rl, reptile_rl, rl2
+from metarl_bench.baselines.fewshot import maml as fewshot_maml
+from metarl_bench.baselines.fewshot import reptile as fewshot_reptile
+from metarl_bench.baselines.gradient import maml_rl, reptile_rl
+from metarl_bench.baselines.incontext import rl2
 from metarl_bench.cli import main
 
 NAV = "MetaRL/Navigation2D-smoke-v0"  # budget 20 episodes, horizon 100, 200,000 meta-training steps

@@ -10,7 +10,7 @@ import torch
 
 import metarl_bench
 from metarl_bench.agents import DivergenceError, checkpoint_path
-from metarl_bench.baselines import rl2
+from metarl_bench.baselines.incontext import rl2
 from metarl_bench.harness import MetaTrainContext
 from metarl_bench.supervised import SupervisedTrainContext
 
@@ -116,7 +116,7 @@ def test_rl_learner_divergence_saves_the_last_good_parameters_beside_the_results
 def _poison_meta_update(monkeypatch, name, good):
     """The meta-parameters become NaN in the update of meta-iteration ``good + 1``."""
     if name == "maml-ppo":  # the last Adam step (of ppo_epochs) of that meta-iteration writes NaN
-        from metarl_bench.baselines.maml_rl import MAMLPPO
+        from metarl_bench.baselines.gradient.maml_rl import MAMLPPO
 
         setup = MAMLPPO._setup_optimiser
 
@@ -136,7 +136,7 @@ def _poison_meta_update(monkeypatch, name, good):
 
         monkeypatch.setattr(MAMLPPO, "_setup_optimiser", poisoned_setup)
     else:  # reptile: the interpolation towards the adapted parameters yields NaN
-        from metarl_bench.baselines import reptile_rl
+        from metarl_bench.baselines.gradient import reptile_rl
 
         real, calls = reptile_rl.reptile_update, {"n": 0}
 

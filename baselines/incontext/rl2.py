@@ -47,7 +47,7 @@ from gymnasium import spaces
 from torch import nn
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
-from metarl_bench.baselines.common import gae
+from metarl_bench.baselines.shared import gae
 
 
 @dataclass
@@ -817,7 +817,7 @@ def rl2_bench(
 
     Example (the figures of ``baselines/configs/rl2.yaml``)::
 
-        python -c "from metarl_bench.baselines.rl2 import rl2_bench; rl2_bench(seeds=(0, 1, 2))"
+        python -c "from metarl_bench.baselines.incontext.rl2 import rl2_bench; rl2_bench(seeds=(0, 1, 2))"
     """
     import metarl_bench
 

@@ -1,4 +1,6 @@
-"""Plumbing shared by the baselines: action sampling, seeding, episode bookkeeping."""
+"""Plumbing shared by learners of several paradigms (classical references, gradient-based and
+in-context meta-RL) and by the speed benchmarks: uniform action sampling, the per-sub-env
+episode clock, generalised advantage estimation."""
 
 from __future__ import annotations
 

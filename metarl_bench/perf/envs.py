@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl_bench.agents import Adapter
-from metarl_bench.baselines.common import sample_actions
+from metarl_bench.baselines.shared import sample_actions
 from metarl_bench.family import family, family_ids, family_spec
 
 TARGET_RATIO = 50.0

@@ -24,7 +24,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from metarl_bench.baselines.rl_common import Dist, GroupBatch, MLPPolicy, Params, tanh_value
+from metarl_bench.baselines.gradient.common import Dist, GroupBatch, MLPPolicy, Params, tanh_value
 
 
 def _outer(delta: Tensor, h: Tensor) -> Tensor:
@@ -65,7 +65,7 @@ class MLPTape:
                 if i == n - 1:
                     break
                 if tanh:
-                    h = tanh_value(a)  # tanh, see rl_common._Tanh
+                    h = tanh_value(a)  # tanh, see common._Tanh
                     d = 1.0 - h * h
                     self.ddact.append(-2.0 * h * d if second_order else None)
                 else:

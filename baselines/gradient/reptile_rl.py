@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from metarl_bench.agents import AgentConfig, positive
-from metarl_bench.baselines.maml_rl import MAMLConfig, _GradientMetaLearner
-from metarl_bench.baselines.rl_common import Params, any_nonfinite, stack_params
+from metarl_bench.baselines.gradient.common import Params, any_nonfinite, stack_params
+from metarl_bench.baselines.gradient.maml_rl import MAMLConfig, _GradientMetaLearner
 
 
 @dataclass

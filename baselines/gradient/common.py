@@ -1,4 +1,4 @@
-"""RL plumbing shared by the policy-gradient baselines (MAML-TRPO, MAML-PPO, Reptile, RL²).
+"""RL plumbing shared by the gradient-based meta-learners (MAML-TRPO, MAML-PPO, Reptile).
 
 What lives here is plumbing, not an algorithm's objective:
 
@@ -9,7 +9,7 @@ What lives here is plumbing, not an algorithm's objective:
 - batched episode collection from a vector env into time-major tensors with masks;
 - the linear feature baseline of Duan et al. 2016 as used by pytorch-maml-rl, fitted per
   group in one batched solve;
-- per-group advantage estimation (GAE from :func:`metarl_bench.baselines.common.gae`,
+- per-group advantage estimation (GAE from :func:`metarl_bench.baselines.shared.gae`,
   then pytorch-maml-rl's per-group normalisation);
 - conjugate gradient, flat parameter vectors, and the Hessian-vector product of a KL.
 
@@ -31,7 +31,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from metarl_bench.baselines.common import gae
+from metarl_bench.baselines.shared import gae
 
 Params = dict[str, Tensor]
 Dist = tuple[Tensor, ...]

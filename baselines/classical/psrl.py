@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from metarl_bench.agents import Adapter, Agent, Transition
-from metarl_bench.baselines.common import advance_episode_clock
+from metarl_bench.baselines.shared import advance_episode_clock
 
 
 def is_tabular_mdp(benchmark: Any) -> bool:

@@ -348,21 +348,21 @@ class EpsilonGreedyConfig(AgentConfig):
 class EpsilonGreedyAgent(Agent):
     """Epsilon-greedy on posterior means: Beta(1,1) arm means on bandits (untried arms count
     as 0.5); on tabular MDPs, the optimal policy of the posterior-mean MDP (certainty
-    equivalence, see :mod:`metarl_bench.baselines.psrl`)."""
+    equivalence, see :mod:`metarl_bench.baselines.classical.psrl`)."""
 
     name = "epsilon-greedy"
     config_cls = EpsilonGreedyConfig
     description = "epsilon-greedy on posterior means, epsilon = 0.1 (bandits, tabular MDPs)"
 
     def supports(self, benchmark: Any) -> str | None:
-        from metarl_bench.baselines.psrl import is_tabular_mdp
+        from metarl_bench.baselines.classical.psrl import is_tabular_mdp
 
         if is_tabular_mdp(benchmark):
             return None
         return _is_bandit(benchmark)
 
     def adapter(self, ctx: Any) -> Adapter:
-        from metarl_bench.baselines.psrl import PosteriorMDPAdapter, is_tabular_mdp
+        from metarl_bench.baselines.classical.psrl import PosteriorMDPAdapter, is_tabular_mdp
 
         eps = self.config.epsilon  # type: ignore[attr-defined]
         if is_tabular_mdp(ctx.benchmark):

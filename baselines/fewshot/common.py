@@ -2,7 +2,7 @@
 the plain gradient-descent adapter, divergence checks and config validation.
 
 Each algorithm's own mathematics (inner and outer loops, updates) lives in its file
-(``fewshot_maml.py``, ``fewshot_metasgd.py``, ``fewshot_reptile.py``, ``fewshot_baselines.py``).
+(``maml.py``, ``metasgd.py``, ``reptile.py``, ``references.py`` in this package).
 
 Batched parameters. A learner keeps one set of parameters ``{name: tensor}``; during
 adaptation every task of a batch gets its own copy, a dict of tensors with a leading

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from metarl_bench.agents import Adapter, Agent
-from metarl_bench.baselines.common import advance_episode_clock, sample_actions
+from metarl_bench.baselines.shared import advance_episode_clock, sample_actions
 
 
 class _RandomAdapter(Adapter):

@@ -24,8 +24,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from metarl_bench.baselines.maml_rl import MAMLTRPO
-from metarl_bench.baselines.rl_common import (
+from metarl_bench.baselines.gradient.common import (
     GroupBatch,
     conjugate_gradient,
     flat,
@@ -33,6 +32,7 @@ from metarl_bench.baselines.rl_common import (
     kl_hessian_vector_product,
     set_flat_params,
 )
+from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO
 
 
 def reference_meta_batch(agent: MAMLTRPO, ctx: Any, tasks: list[Any]) -> dict[str, float]:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from metarl_bench.agents import AgentConfig, positive
-from metarl_bench.baselines.fewshot_common import (
+from metarl_bench.baselines.fewshot.common import (
     GradientAdapter,
     Params,
     all_finite,

@@ -52,8 +52,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
-from metarl_bench.baselines.mlp_curvature import FisherProduct, InnerLossCurvature
-from metarl_bench.baselines.rl_common import (
+from metarl_bench.baselines.gradient.common import (
     Episodes,
     GroupBatch,
     MLPPolicy,
@@ -71,6 +70,7 @@ from metarl_bench.baselines.rl_common import (
     torch_generator,
     torch_threads,
 )
+from metarl_bench.baselines.gradient.mlp_curvature import FisherProduct, InnerLossCurvature
 
 log = logging.getLogger(__name__)
 
@@ -824,14 +824,14 @@ def maml_bench(
     Navigation2D, pytorch-maml-rl's ``2d-navigation.yaml``), broken into sampling, inner
     step (advantages, adaptation and the meta-gradient), conjugate gradient and line
     search, against pytorch-maml-rl's task-by-task computation measured in the same run
-    (:mod:`metarl_bench.baselines.maml_reference`, ``reference_batches`` meta-batches; 0
+    (:mod:`metarl_bench.perf.maml_reference`, ``reference_batches`` meta-batches; 0
     skips it). With ``subsample`` set, the same is timed with ``cg_subsample=subsample``.
     The first ``warmup`` meta-batches are run but not timed.
 
     pytorch-maml-rl itself took 5-9 s per meta-batch with this config on a 2-core CPU
     machine class (measured on 2-core CPUs). ``verbose`` prints a report.
     """
-    from metarl_bench.baselines.maml_reference import reference_meta_batch
+    from metarl_bench.perf.maml_reference import reference_meta_batch
 
     agent, ctx, ours = _time_meta_batches(benchmark_id, iterations, warmup, seed, overrides)
     out: dict[str, Any] = {

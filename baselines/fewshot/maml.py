@@ -8,7 +8,7 @@ Meta-objective over a meta-batch of tasks T_i, each with support set S_i and que
 The second-order meta-gradient is ``(I - alpha H_{S_i}) grad L_{Q_i}(theta_i')`` per inner
 step; first-order MAML (``first_order=True``) drops the Hessian term and uses
 ``grad L_{Q_i}(theta_i')`` (Finn et al. 2017, section 5.2). All tasks of a meta-batch
-adapt together (:func:`metarl_bench.baselines.fewshot_common.inner_update`).
+adapt together (:func:`metarl_bench.baselines.fewshot.common.inner_update`).
 
 Paper defaults for sinusoids: 1-40-40-1 ReLU net, meta-batch 25, K support and K query
 points, one inner step with alpha = 0.01, Adam with beta = 0.001; at test time up to 10
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from metarl_bench.agents import AgentConfig, positive
-from metarl_bench.baselines.fewshot_common import (
+from metarl_bench.baselines.fewshot.common import (
     GradientAdapter,
     Params,
     all_finite,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from metarl_bench.agents import AgentConfig, positive
-from metarl_bench.baselines.fewshot_common import (
+from metarl_bench.baselines.fewshot.common import (
     GradientAdapter,
     all_finite,
     batched_forward,
