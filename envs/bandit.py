@@ -77,12 +77,14 @@ class BanditEnv(MetaEnv):
     def _validate_task(self, task: Any) -> Task:
         return _check_arms(type(self).__name__, self.k, super()._validate_task(task))  # type: ignore[arg-type]
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._begin_reset(seed)
         return self._observe(np.zeros(1)), {}
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = int(action)
         u = float(self.streams.uniform()[0, 0])
         reward = 1.0 if u < self._task.means[a] else 0.0  # type: ignore[attr-defined]

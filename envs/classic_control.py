@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, SupportsFloat
 
 import numpy as np
 from gymnasium import spaces
@@ -164,12 +164,14 @@ class CartPoleDynamicsEnv(CartPoleEnv, MetaEnv):
         self.total_mass = self.masspole + self.masscart
         self.polemass_length = self.masspole * self.length
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         self._apply(self._begin_reset(seed))  # type: ignore[arg-type]
         obs, info = CartPoleEnv.reset(self, seed=seed, options=options)
         return self._observe(obs), info
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = CartPoleEnv.step(self, action)
         return self._observe(obs), reward, terminated, truncated, info
 
@@ -276,12 +278,14 @@ class PendulumDynamicsEnv(PendulumEnv, MetaEnv):
         self.m = _PD_M * task.mass_scale
         self.l = _PD_L * task.length_scale  # noqa: E741  (Gymnasium's attribute name)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         self._apply(self._begin_reset(seed))  # type: ignore[arg-type]
         obs, info = PendulumEnv.reset(self, seed=seed, options=options)
         return self._observe(obs), info
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = PendulumEnv.step(self, action)
         return self._observe(obs), float(reward), terminated, truncated, info
 
@@ -357,7 +361,8 @@ def _monte_carlo_return(
         total += np.where(alive, reward, 0.0)
         alive &= ~(terminated | truncated)
     venv.close()
-    return total.reshape(len(tasks), episodes).mean(axis=1)
+    per_task: np.ndarray = total.reshape(len(tasks), episodes).mean(axis=1)
+    return per_task
 
 
 class _ClassicControlFamily(Family):

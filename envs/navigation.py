@@ -65,14 +65,16 @@ class Navigation2DEnv(MetaEnv):
         self._pos = (0.0, 0.0)
         self._t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._begin_reset(seed)
         self._pos = (0.0, 0.0)
         self._t = 0
         return self._observe(np.array(self._pos)), {}
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -MAX_STEP, MAX_STEP)
         x, y = self._pos[0] + float(a[0]), self._pos[1] + float(a[1])
         gx, gy = self._task.goal  # type: ignore[attr-defined]
@@ -165,4 +167,5 @@ class Navigation2DFamily(Family):
             d = pos - goals
             total -= np.where(alive, np.sqrt((d * d).sum(axis=1)), 0.0)
             alive &= ~((np.abs(d[:, 0]) < GOAL_TOL) & (np.abs(d[:, 1]) < GOAL_TOL))
-        return total.reshape(len(tasks), episodes).mean(axis=1)
+        per_task: np.ndarray = total.reshape(len(tasks), episodes).mean(axis=1)
+        return per_task

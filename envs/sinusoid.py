@@ -104,7 +104,8 @@ class SinusoidFamily(Family):
             raise ValueError(f"targets: x has leading dimension {x.shape[0]} for {len(tasks)} tasks")
         amp, phase = self.task_arrays(tasks)
         extra = (1,) * (x.ndim - 1)
-        return amp.reshape(-1, *extra) * np.sin(x - phase.reshape(-1, *extra))
+        y: np.ndarray = amp.reshape(-1, *extra) * np.sin(x - phase.reshape(-1, *extra))
+        return y
 
     def sample_support(
         self, tasks: Sequence[SinusoidTask], k: int, rng: np.random.Generator

@@ -95,7 +95,9 @@ class TabularMDPEnv(MetaEnv):
         obs[self._state] = 1.0
         return obs
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         task = self._begin_reset(seed)
         if self._arrays_of is not task:
@@ -106,7 +108,7 @@ class TabularMDPEnv(MetaEnv):
         self._t = 0
         return self._observe(self._one_hot()), {}
 
-    def step(self, action: Any):
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = int(action)
         if not 0 <= a < N_ACTIONS:
             raise ValueError(f"action must be in [0, {N_ACTIONS}), got {action!r}")
