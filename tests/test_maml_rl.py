@@ -11,7 +11,8 @@ import torch
 
 import metarl_bench
 from metarl_bench.baselines.gradient import common as rc
-from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO, TrainingDiverged, maml_bench, reinforce_loss
+from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO, maml_bench
+from metarl_bench.baselines.gradient.meta_learner import TrainingDiverged, reinforce_loss
 from metarl_bench.baselines.gradient.mlp_curvature import InnerLossCurvature
 from metarl_bench.baselines.gradient.reptile_rl import reptile_update
 from metarl_bench.baselines.shared import gae
@@ -342,7 +343,7 @@ def test_batched_inner_step_equals_per_task_steps():
     batch = _group_batch(3, 15)
     theta = {k: v.detach() for k, v in policy.named_parameters()}
     stacked = {k: v.requires_grad_(True) for k, v in rc.stack_params(theta, 3).items()}
-    from metarl_bench.baselines.gradient.maml_rl import inner_step
+    from metarl_bench.baselines.gradient.meta_learner import inner_step
 
     new = inner_step(policy, stacked, batch, lr=0.2, create_graph=False)
     for i in range(3):

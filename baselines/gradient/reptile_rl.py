@@ -26,7 +26,7 @@ import torch
 
 from metarl_bench.agents import AgentConfig, positive
 from metarl_bench.baselines.gradient.common import Params, any_nonfinite, stack_params
-from metarl_bench.baselines.gradient.maml_rl import MAMLConfig, _GradientMetaLearner
+from metarl_bench.baselines.gradient.meta_learner import GradientMetaLearner, MAMLConfig
 
 
 @dataclass
@@ -52,7 +52,7 @@ def reptile_update(theta: Params, adapted: Params, meta_lr: float) -> Params:
     return {k: theta[k] + meta_lr * (adapted[k].mean(0) - theta[k]) for k in theta}
 
 
-class ReptileRL(_GradientMetaLearner):
+class ReptileRL(GradientMetaLearner):
     """Reptile (Nichol et al. 2018) on policy-gradient inner loops."""
 
     name = "reptile"
