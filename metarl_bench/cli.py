@@ -278,15 +278,15 @@ def cmd_perf(args: argparse.Namespace) -> int:
             print(f"harness on {h['family']}: {h['harness_steps_per_s']:,.0f} steps/s = "
                   f"{100 * h['fraction']:.0f}% of the raw batched env ({h['raw_steps_per_s']:,.0f} steps/s)")
         elif suite == "maml":
-            from metarl_bench.baselines.gradient.maml_rl import maml_bench
+            from metarl_bench.perf.maml import maml_bench
 
             maml_bench(verbose=True, **({"torch_threads": args.threads} if args.threads else {}))
         elif suite == "fewshot":
-            from metarl_bench.supervised import supervised_perf
+            from metarl_bench.perf.fewshot import supervised_perf
 
             supervised_perf()
         elif suite == "rl2":
-            from metarl_bench.baselines.incontext.rl2 import rl2_bench
+            from metarl_bench.perf.rl2 import rl2_bench
 
             rl2_bench()
         else:

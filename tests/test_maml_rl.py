@@ -11,12 +11,13 @@ import torch
 
 import metarl_bench
 from metarl_bench.baselines.gradient import common as rc
-from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO, maml_bench
+from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO
 from metarl_bench.baselines.gradient.meta_learner import TrainingDiverged, reinforce_loss
 from metarl_bench.baselines.gradient.mlp_curvature import InnerLossCurvature
 from metarl_bench.baselines.gradient.reptile_rl import reptile_update
 from metarl_bench.baselines.shared import gae
 from metarl_bench.harness import MetaTrainContext
+from metarl_bench.perf.maml import maml_bench
 
 BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"
 
@@ -536,7 +537,8 @@ def test_maml_bench_reports_the_time_breakdown_and_the_same_run_reference(capsys
 
 
 def test_cg_floor_counts_the_direction_dependent_products():
-    from metarl_bench.baselines.gradient.maml_rl import MAMLTRPOConfig, cg_floor_seconds
+    from metarl_bench.baselines.gradient.maml_rl import MAMLTRPOConfig
+    from metarl_bench.perf.maml import cg_floor_seconds
 
     cfg = MAMLTRPOConfig(meta_batch_size=2, hidden_sizes=(16, 16), cg_iters=10)
     floor = cg_floor_seconds(cfg, samples_per_task=50, repeats=2)

@@ -426,7 +426,7 @@ def test_maml_learns_sinusoids():
 
 
 def test_supervised_perf_reports_both_timings(capsys):
-    from metarl_bench.supervised import supervised_perf
+    from metarl_bench.perf.fewshot import supervised_perf
 
     out = supervised_perf(iterations=2, repeats=1, meta_batch_size=3, shots=4)
     assert out["maml_batched_ms"] > 0 and out["maml_loop_ms"] > 0

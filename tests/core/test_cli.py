@@ -50,10 +50,10 @@ def test_bad_input_is_a_readable_error(args, message, capsys):
 
 
 def test_perf_maml_passes_the_thread_count(monkeypatch):
-    from metarl_bench.baselines.gradient import maml_rl
+    from metarl_bench.perf import maml as perf_maml
 
     calls = []
-    monkeypatch.setattr(maml_rl, "maml_bench", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(perf_maml, "maml_bench", lambda **kw: calls.append(kw))
     assert main(["perf", "maml", "--threads", "2"]) == 0
     assert main(["perf", "maml"]) == 0
     assert calls == [{"verbose": True, "torch_threads": 2}, {"verbose": True}]
