@@ -12,6 +12,14 @@ tasks through environments the harness hands out and counts (a no-op for referen
 Configs are typed dataclasses. ``metarl_bench.agent(name, **overrides)`` validates the
 overrides at once; the harness resolves the final config per benchmark as
 ``dataclass defaults <- baselines/configs/<name>.yaml[benchmark id] <- overrides``.
+
+``Agent`` is generic in the contexts it takes and the adapter it returns, so a learner
+states its track in its base class and mypy checks its use of the contexts:
+``Agent[MetaTrainContext, EvalContext, Adapter]`` for reinforcement learning (contexts in
+:mod:`metarl_bench.harness`), ``Agent[SupervisedTrainContext, SupervisedEvalContext,
+SupervisedAdapter]`` for supervised few-shot learning (in :mod:`metarl_bench.supervised`).
+Both kinds of context satisfy :class:`TrainContext` and :class:`AdaptContext`, what every
+track offers. A bare ``Agent`` subclass leaves the three open (typed ``Any``).
 """
 
 from __future__ import annotations
@@ -30,30 +38,34 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from metarl_bench.family import UnknownIdError
+
+if TYPE_CHECKING:
+    from metarl_bench.benchmarks import Benchmark
 
 
 @dataclass
 class Transition:
     """One step of every sub-env, arrays with leading dimension ``num_envs``."""
 
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    next_obs: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    active: np.ndarray  # False for sub-envs whose episode of this stage already ended
-    step: np.ndarray  # time step within the episode (0 for the first action)
+    obs: npt.NDArray[Any]
+    action: npt.NDArray[Any]
+    reward: npt.NDArray[np.float64]
+    next_obs: npt.NDArray[Any]
+    terminated: npt.NDArray[np.bool_]
+    truncated: npt.NDArray[np.bool_]
+    active: npt.NDArray[np.bool_]  # False for sub-envs whose episode of this stage already ended
+    step: npt.NDArray[np.integer[Any]]  # time step within the episode (0 for the first action)
     final: bool = False  # True during the final evaluation episodes (no adapt() follows)
 
     @property
-    def done(self) -> np.ndarray:
+    def done(self) -> npt.NDArray[np.bool_]:
         return self.terminated | self.truncated
 
 
@@ -61,13 +73,16 @@ class Adapter:
     """Adaptation to one batch of test tasks. Subclass and override what you need."""
 
     episodes_per_stage: int = 1
+    groups: npt.NDArray[np.integer[Any]]
+    num_runs: int
 
-    def reset(self, groups: np.ndarray) -> None:
+    def reset(self, groups: npt.NDArray[np.integer[Any]]) -> None:
         """Start new adaptation runs: sub-env ``i`` belongs to run ``groups[i]``."""
         self.groups = np.asarray(groups)
         self.num_runs = int(self.groups.max()) + 1 if self.groups.size else 0
 
-    def act(self, obs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def act(self, obs: npt.NDArray[Any]) -> npt.NDArray[Any]:  # pragma: no cover - abstract
+        """Actions for the batch of observations ``obs`` (leading dimension ``num_envs``)."""
         raise NotImplementedError
 
     def observe(self, transition: Transition) -> None:
@@ -88,8 +103,50 @@ class AgentConfig:
         """Raise ``ValueError`` naming the field for values out of range."""
 
 
-class Agent:
-    """Base class. Subclasses set ``name``, ``config_cls`` and implement ``adapter``."""
+@runtime_checkable
+class TrainContext(Protocol):
+    """What every meta-training context offers, whatever the track.
+
+    Each track's context adds its own way to draw experience within the budget
+    (``MetaTrainContext.make_vector_env``, ``SupervisedTrainContext.sample``).
+    """
+
+    seed: int
+    rng: np.random.Generator  # seeded from ``seed``
+
+    @property
+    def benchmark(self) -> Benchmark | None:
+        """The benchmark being trained for (``None`` for a supervised problem run on its own)."""
+        ...
+
+    def record(self, **metrics: Any) -> None:
+        """Log training metrics into the record's ``extra.train_log``."""
+        ...
+
+
+@runtime_checkable
+class AdaptContext(Protocol):
+    """What every context an adapter is built from offers, whatever the track."""
+
+    seed: int
+
+    @property
+    def benchmark(self) -> Benchmark | None:
+        """The benchmark being evaluated (``None`` for a supervised problem run on its own)."""
+        ...
+
+
+TrainCtxT = TypeVar("TrainCtxT", bound=TrainContext)
+AdaptCtxT = TypeVar("AdaptCtxT", bound=AdaptContext)
+AdapterT = TypeVar("AdapterT")
+
+
+class Agent(Generic[TrainCtxT, AdaptCtxT, AdapterT]):
+    """Base class. Subclasses set ``name``, ``config_cls`` and implement ``adapter``.
+
+    The type parameters are the meta-training context, the adaptation context and the
+    adapter of the agent's track (see the module docstring).
+    """
 
     name: ClassVar[str]
     config_cls: ClassVar[type[AgentConfig]] = AgentConfig
@@ -101,26 +158,27 @@ class Agent:
         self.overrides = check_overrides(self.config_cls, overrides, self.name)
         self.config = build_config(self.config_cls, {}, self.overrides, self.name)
 
-    def configure(self, benchmark: Any) -> AgentConfig:
+    def configure(self, benchmark: Benchmark) -> AgentConfig:
         """Resolve the config for ``benchmark``: defaults <- tuned YAML <- overrides (types and
         ranges checked; whether it can run on ``benchmark`` is :meth:`check_benchmark`'s)."""
         tuned = tuned_config(self.name, benchmark.id, self.config_cls)
         self.config = build_config(self.config_cls, tuned, self.overrides, self.name)
         return self.config
 
-    def check_benchmark(self, benchmark: Any) -> None:
+    def check_benchmark(self, benchmark: Benchmark) -> None:
         """Raise ``ValueError`` if the config resolved by :meth:`configure` cannot run on
         ``benchmark`` (e.g. a stage size that does not divide its budget, or a meta-training
         step that does not fit its budget). The harness calls it before any work."""
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         """``None`` if the agent runs on ``benchmark``, else the reason it does not."""
         return None
 
-    def meta_train(self, ctx: Any) -> None:
-        """Learn from ``ctx.train_tasks`` within ``ctx.budget_steps`` (default: nothing)."""
+    def meta_train(self, ctx: TrainCtxT) -> None:
+        """Learn from the train tasks within the context's budget (default: nothing)."""
 
-    def adapter(self, ctx: Any) -> Adapter:  # pragma: no cover - abstract
+    def adapter(self, ctx: AdaptCtxT) -> AdapterT:  # pragma: no cover - abstract
+        """The adapter the harness drives on test tasks."""
         raise NotImplementedError
 
     def resolved_config(self) -> dict[str, Any]:

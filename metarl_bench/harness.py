@@ -84,8 +84,8 @@ class MetaTrainContext:
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.rng = np.random.default_rng(self.seed)
-        self.started = time.perf_counter()
+        self.rng: np.random.Generator = np.random.default_rng(self.seed)
+        self.started: float = time.perf_counter()
 
     @property
     def family(self) -> Family:
@@ -134,7 +134,7 @@ class EvalContext:
     action_space: gym.Space
 
     def __post_init__(self) -> None:
-        self.rng = np.random.default_rng(self.seed)
+        self.rng: np.random.Generator = np.random.default_rng(self.seed)
 
     @property
     def family(self) -> Family:
