@@ -1,5 +1,7 @@
 """The metarl-bench command line: listing, evaluating, resumable runs, readable errors."""
 
+import importlib
+
 import pytest
 
 from metarl_bench.cli import main
@@ -57,3 +59,12 @@ def test_perf_maml_passes_the_thread_count(monkeypatch):
     assert main(["perf", "maml", "--threads", "2"]) == 0
     assert main(["perf", "maml"]) == 0
     assert calls == [{"verbose": True, "torch_threads": 2}, {"verbose": True}]
+
+
+@pytest.mark.parametrize(("suite", "module", "function"), [("fewshot", "fewshot", "supervised_perf"), ("rl2", "rl2", "rl2_bench")])
+def test_perf_suites_run_their_speed_benchmark(monkeypatch, suite, module, function):
+    perf_module = importlib.import_module(f"metarl_bench.perf.{module}")
+    calls = []
+    monkeypatch.setattr(perf_module, function, lambda **kw: calls.append(kw))
+    assert main(["perf", suite]) == 0
+    assert calls == [{}]
