@@ -67,6 +67,7 @@ class BanditEnv(MetaEnv):
     """
 
     task_cls = BanditTask
+    _task: BanditTask  # the task in effect (narrows MetaEnv's Task)
     metadata = {"render_modes": []}
 
     def __init__(self, k: int = 5, expose_task: bool = False) -> None:
@@ -87,7 +88,7 @@ class BanditEnv(MetaEnv):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = int(action)
         u = float(self.streams.uniform()[0, 0])
-        reward = 1.0 if u < self._task.means[a] else 0.0  # type: ignore[attr-defined]
+        reward = 1.0 if u < self._task.means[a] else 0.0
         return self._observe(np.zeros(1)), reward, True, False, {}
 
 

@@ -127,7 +127,7 @@ _CP_FORCE = _CARTPOLE_BASE.force_mag
 _CP_TAU = _CARTPOLE_BASE.tau
 _CP_THETA = _CARTPOLE_BASE.theta_threshold_radians
 _CP_X = _CARTPOLE_BASE.x_threshold
-_CP_OBS_HIGH = _CARTPOLE_BASE.observation_space.high  # type: ignore[attr-defined]
+_CP_OBS_HIGH = _CARTPOLE_BASE.observation_space.high  # type: ignore[attr-defined]  # Gymnasium types it as Space; CartPole's is a Box
 del _CARTPOLE_BASE
 
 
@@ -148,6 +148,7 @@ class CartPoleDynamicsEnv(CartPoleEnv, MetaEnv):
     """
 
     task_cls = CartPoleDynamicsTask
+    _task: CartPoleDynamicsTask  # the task in effect (narrows MetaEnv's Task)
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 50}
 
     def __init__(self, expose_task: bool = False, render_mode: str | None = None) -> None:
@@ -156,7 +157,7 @@ class CartPoleDynamicsEnv(CartPoleEnv, MetaEnv):
         # Initial states come from np_random as in Gymnasium; the counter streams are unused,
         # so never draw their seed from np_random (that would shift Gymnasium's sequence).
         self._seeded = True
-        self._apply(self._task)  # type: ignore[arg-type]
+        self._apply(self._task)
 
     def _apply(self, task: CartPoleDynamicsTask) -> None:
         self.length = _CP_LENGTH * task.length_scale
@@ -167,7 +168,8 @@ class CartPoleDynamicsEnv(CartPoleEnv, MetaEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        self._apply(self._begin_reset(seed))  # type: ignore[arg-type]
+        self._begin_reset(seed)
+        self._apply(self._task)
         obs, info = CartPoleEnv.reset(self, seed=seed, options=options)
         return self._observe(obs), info
 
@@ -240,7 +242,7 @@ _PD_L = _PENDULUM_BASE.l
 _PD_DT = _PENDULUM_BASE.dt
 _PD_MAX_SPEED = _PENDULUM_BASE.max_speed
 _PD_MAX_TORQUE = _PENDULUM_BASE.max_torque
-_PD_OBS_HIGH = _PENDULUM_BASE.observation_space.high  # type: ignore[attr-defined]
+_PD_OBS_HIGH = _PENDULUM_BASE.observation_space.high  # type: ignore[attr-defined]  # Gymnasium types it as Space; Pendulum's is a Box
 del _PENDULUM_BASE
 _PD_RESET_HIGH = np.array([DEFAULT_X, DEFAULT_Y])
 
@@ -266,13 +268,14 @@ class PendulumDynamicsEnv(PendulumEnv, MetaEnv):
     """
 
     task_cls = PendulumDynamicsTask
+    _task: PendulumDynamicsTask  # the task in effect (narrows MetaEnv's Task)
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 30}
 
     def __init__(self, expose_task: bool = False, render_mode: str | None = None) -> None:
         PendulumEnv.__init__(self, render_mode=render_mode)
         self._init_task(PendulumDynamicsFamily().default_task(), expose_task, spaces.Box(-_PD_OBS_HIGH, _PD_OBS_HIGH))
         self._seeded = True  # see CartPoleDynamicsEnv: np_random draws the initial states
-        self._apply(self._task)  # type: ignore[arg-type]
+        self._apply(self._task)
 
     def _apply(self, task: PendulumDynamicsTask) -> None:
         self.m = _PD_M * task.mass_scale
@@ -281,7 +284,8 @@ class PendulumDynamicsEnv(PendulumEnv, MetaEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        self._apply(self._begin_reset(seed))  # type: ignore[arg-type]
+        self._begin_reset(seed)
+        self._apply(self._task)
         obs, info = PendulumEnv.reset(self, seed=seed, options=options)
         return self._observe(obs), info
 

@@ -57,6 +57,7 @@ class Navigation2DEnv(MetaEnv):
     """
 
     task_cls = NavigationTask
+    _task: NavigationTask  # the task in effect (narrows MetaEnv's Task)
     metadata = {"render_modes": []}
 
     def __init__(self, expose_task: bool = False) -> None:
@@ -77,7 +78,7 @@ class Navigation2DEnv(MetaEnv):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -MAX_STEP, MAX_STEP)
         x, y = self._pos[0] + float(a[0]), self._pos[1] + float(a[1])
-        gx, gy = self._task.goal  # type: ignore[attr-defined]
+        gx, gy = self._task.goal
         dx, dy = x - gx, y - gy
         reward = -math.sqrt(dx * dx + dy * dy)
         terminated = abs(dx) < GOAL_TOL and abs(dy) < GOAL_TOL

@@ -81,6 +81,7 @@ class TabularMDPEnv(MetaEnv):
     """
 
     task_cls = TabularMDPTask
+    _task: TabularMDPTask  # the task in effect (narrows MetaEnv's Task)
     metadata = {"render_modes": []}
 
     def __init__(self, expose_task: bool = False) -> None:
@@ -99,9 +100,10 @@ class TabularMDPEnv(MetaEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        task = self._begin_reset(seed)
+        self._begin_reset(seed)
+        task = self._task
         if self._arrays_of is not task:
-            self._mu, p = task.arrays()  # type: ignore[attr-defined]
+            self._mu, p = task.arrays()
             self._cum = _cumulative(p)
             self._arrays_of = task
         self._state = START_STATE
