@@ -26,7 +26,7 @@ register_agent("reptile", "metarl_bench.baselines.gradient.reptile_rl:ReptileRL"
 register_agent("fomaml", "metarl_bench.baselines.fewshot.maml:FOMAMLAgent", kind="supervised")
 register_agent("maml", "metarl_bench.baselines.fewshot.maml:MAMLAgent", kind="supervised")
 register_agent("meta-sgd", "metarl_bench.baselines.fewshot.metasgd:MetaSGDAgent", kind="supervised")
-register_agent("oracle", "metarl_bench.baselines.fewshot.references:OracleAgent", kind="supervised")
+register_agent("oracle", "metarl_bench.baselines.fewshot.references:SupervisedOracleAgent", kind="supervised")
 register_agent("pretrained", "metarl_bench.baselines.fewshot.references:PretrainedAgent", kind="supervised")
 register_agent("prior-mean", "metarl_bench.baselines.fewshot.references:PriorMeanAgent", kind="supervised")
 register_agent("reptile", "metarl_bench.baselines.fewshot.reptile:ReptileAgent", kind="supervised")

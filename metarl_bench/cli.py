@@ -144,10 +144,10 @@ def cmd_check_env(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from metarl_bench.harness import _check_writable
+    from metarl_bench.harness import check_writable
     from metarl_bench.sweep import check_seeds, cpu_count, job_status, plan, run_sweep
 
-    _check_writable(_results_folder(args.results, must_exist=False))
+    check_writable(_results_folder(args.results, must_exist=False))
     config = _parse_set(args.set)
     _, repeated = check_seeds(args.seeds)
     if repeated:

@@ -311,7 +311,7 @@ def evaluate(
     path = record_path(results, bench.id, ident.variant, seed) if results is not None else None
     if path is not None:
         check_slot(path, ident, replace)
-        _check_writable(path.parent)
+        check_writable(path.parent)
     agent.configure(bench)
     agent.check_benchmark(bench)  # a config that cannot run here fails before meta-training
     try:
@@ -334,7 +334,7 @@ def evaluate(
     return record
 
 
-def _check_writable(folder: Path) -> None:
+def check_writable(folder: Path) -> None:
     """Create ``folder`` and a file in it, so a read-only or full disk fails before the work."""
     import tempfile
 
@@ -372,7 +372,7 @@ def _evaluate_rl(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> R
     bar = _progress(progress, math.ceil(len(tasks) / per_chunk) * (n_budget + n_final), f"{agent.name} on {bench.id}")
     for c, start in enumerate(range(0, len(tasks), per_chunk)):
         chunk_seed = eval_seed + 1_000_003 * c
-        ret, steps = _run_chunk(
+        ret, steps = run_chunk(
             adapter, fam, tasks[start : start + per_chunk], proto.runs_per_task, stage, n_budget, n_final,
             chunk_seed, agent.sees_task, bar,
         )
@@ -393,7 +393,7 @@ def _evaluate_rl(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> R
         phase,
         meta_train={"env_steps": ctx.steps, "wall_seconds": round(train_wall, 3)},
         evaluation={"env_steps": env_steps, "wall_seconds": round(eval_wall, 3), "episodes_per_stage": stage},
-        extra={"train_log": _thin(ctx.log, 200)} if ctx.log else {},
+        extra={"train_log": thin_rows(ctx.log, 200)} if ctx.log else {},
     )
 
 
@@ -405,7 +405,7 @@ def _progress(enabled: bool, total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="stage", leave=False)
 
 
-def _run_chunk(
+def run_chunk(
     adapter: Adapter,
     fam: Family,
     tasks: list[Task],
@@ -454,7 +454,7 @@ def _run_chunk(
     return returns.reshape(len(tasks), runs, -1), env_steps
 
 
-def _thin(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def thin_rows(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     if len(rows) <= limit:
         return rows
     idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))

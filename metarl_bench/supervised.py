@@ -43,7 +43,7 @@ import torch
 from metarl_bench.agents import Agent
 from metarl_bench.benchmark_defs import INNER_STEPS, QUERY_POINTS, query_grid
 from metarl_bench.benchmarks import Benchmark
-from metarl_bench.harness import _thin, build_record
+from metarl_bench.harness import build_record, thin_rows
 from metarl_bench.results import Record
 
 __all__ = ["INNER_STEPS", "QUERY_POINTS", "query_grid"]  # defined with the benchmarks, used here
@@ -380,7 +380,7 @@ def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bo
             "x_label": "inner gradient steps",
             "y_label": "query MSE",
             "online_definition": "sum of query MSE before each of the inner steps (x = 0..inner_steps-1)",
-            **({"train_log": _thin(ctx.log, 100)} if ctx.log else {}),
+            **({"train_log": thin_rows(ctx.log, 100)} if ctx.log else {}),
         },
     )
     per_task = returns[:, :, 1].mean(axis=1)

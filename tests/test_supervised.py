@@ -12,10 +12,10 @@ import torch
 import metarl_bench
 from metarl_bench.agents import DivergenceError, agent_class
 from metarl_bench.baselines.fewshot.common import MLP, GradientAdapter, expand_params, params_of
-from metarl_bench.baselines.fewshot.maml import MAMLConfig, outer_loss
+from metarl_bench.baselines.fewshot.maml import SupervisedMAMLConfig, outer_loss
 from metarl_bench.baselines.fewshot.metasgd import MetaSGDConfig, MetaSGDLearner
 from metarl_bench.baselines.fewshot.metasgd import outer_loss as metasgd_outer_loss
-from metarl_bench.baselines.fewshot.reptile import inner_loop, reptile_update
+from metarl_bench.baselines.fewshot.reptile import inner_loop, reptile_update_
 from metarl_bench.envs.sinusoid import SinusoidFamily, SinusoidTask
 from metarl_bench.results import load_record
 from metarl_bench.supervised import (
@@ -152,7 +152,7 @@ def _grads(loss, net):
 def test_second_order_meta_gradient_matches_per_task_autograd(steps):
     _, ep = tiny_problem()
     net = tiny_net()
-    cfg = MAMLConfig(inner_lr=0.05, inner_steps=steps)
+    cfg = SupervisedMAMLConfig(inner_lr=0.05, inner_steps=steps)
     batched = _grads(outer_loss(net, params_of(net), ep, "mse", cfg), net)
     reference = _grads(_loop_outer(net, ep, 0.05, steps, first_order=False), net)
     for a, b in zip(batched, reference):
@@ -162,7 +162,7 @@ def test_second_order_meta_gradient_matches_per_task_autograd(steps):
 def test_second_order_meta_gradient_matches_finite_differences():
     _, ep = tiny_problem()
     net = tiny_net()
-    cfg = MAMLConfig(inner_lr=0.05, inner_steps=1)
+    cfg = SupervisedMAMLConfig(inner_lr=0.05, inner_steps=1)
     grads = _grads(outer_loss(net, params_of(net), ep, "mse", cfg), net)
     direction = [torch.randn(p.shape, generator=torch.Generator().manual_seed(i), dtype=p.dtype)
                  for i, p in enumerate(net.parameters())]
@@ -181,8 +181,8 @@ def test_first_order_drops_exactly_the_second_order_term():
     _, ep = tiny_problem()
     net = tiny_net()
     lr = 0.05
-    second = _grads(outer_loss(net, params_of(net), ep, "mse", MAMLConfig(inner_lr=lr)), net)
-    first = _grads(outer_loss(net, params_of(net), ep, "mse", MAMLConfig(inner_lr=lr, first_order=True)), net)
+    second = _grads(outer_loss(net, params_of(net), ep, "mse", SupervisedMAMLConfig(inner_lr=lr)), net)
+    first = _grads(outer_loss(net, params_of(net), ep, "mse", SupervisedMAMLConfig(inner_lr=lr, first_order=True)), net)
     # first order: mean_i grad L_Q(theta_i'); the dropped term: -lr * mean_i H_S(theta) grad L_Q(theta_i')
     names = [n for n, _ in net.named_parameters()]
     params = list(net.parameters())
@@ -214,7 +214,7 @@ def test_meta_sgd_with_equal_rates_is_maml():
     net = tiny_net()
     learner = MetaSGDLearner(net, 0.05, 0.05, torch.Generator().manual_seed(0)).double()
     a = _grads(metasgd_outer_loss(learner, ep, "mse", MetaSGDConfig()), net)
-    b = _grads(outer_loss(net, params_of(net), ep, "mse", MAMLConfig(inner_lr=0.05)), net)
+    b = _grads(outer_loss(net, params_of(net), ep, "mse", SupervisedMAMLConfig(inner_lr=0.05)), net)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
     loss = metasgd_outer_loss(learner, ep, "mse", MetaSGDConfig())
@@ -240,7 +240,7 @@ def test_reptile_update_equals_its_formula():
     for k, n in enumerate(names):
         torch.testing.assert_close(phi[n], torch.stack([e[k] for e in expected_phi]), rtol=1e-10, atol=1e-12)
     params = params_of(net)
-    reptile_update(params, phi, eps)
+    reptile_update_(params, phi, eps)
     for k, n in enumerate(names):
         mean_phi = torch.stack([e[k] for e in expected_phi]).mean(0)
         torch.testing.assert_close(params[n].detach(), theta[n] + eps * (mean_phi - theta[n]), rtol=1e-10, atol=1e-12)

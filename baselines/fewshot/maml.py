@@ -50,7 +50,7 @@ from metarl_bench.supervised import (
 
 
 @dataclass
-class MAMLConfig(AgentConfig):
+class SupervisedMAMLConfig(AgentConfig):
     """MAML for few-shot supervised learning (Finn et al. 2017)."""
 
     meta_batch_size: int = 25
@@ -88,13 +88,13 @@ def adapt(
     return fast
 
 
-def outer_loss(net: nn.Module, params: Params, episode: Episode, loss: str, cfg: MAMLConfig) -> torch.Tensor:
+def outer_loss(net: nn.Module, params: Params, episode: Episode, loss: str, cfg: SupervisedMAMLConfig) -> torch.Tensor:
     """The meta-objective: mean over tasks of the query loss after adaptation."""
     fast = adapt(net, params, episode, loss, cfg.inner_lr, cfg.inner_steps, cfg.first_order)
     return task_losses(loss, batched_forward(net, fast, episode.query_x), episode.query_y).mean()
 
 
-def maml_step(net: nn.Module, opt: torch.optim.Optimizer, episode: Episode, loss: str, cfg: MAMLConfig) -> float:
+def maml_step(net: nn.Module, opt: torch.optim.Optimizer, episode: Episode, loss: str, cfg: SupervisedMAMLConfig) -> float:
     """One meta-update; returns the outer loss, or NaN (and no update) when it or a gradient is not finite."""
     opt.zero_grad(set_to_none=True)
     value = outer_loss(net, params_of(net), episode, loss, cfg)
@@ -105,7 +105,7 @@ def maml_step(net: nn.Module, opt: torch.optim.Optimizer, episode: Episode, loss
     return float(value.detach())
 
 
-def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: MAMLConfig, name: str) -> None:
+def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: SupervisedMAMLConfig, name: str) -> None:
     """The MAML meta-training loop on ``ctx``'s train tasks (a NaN loss raises a ``DivergenceError``
     carrying the last good parameters)."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg.outer_lr)
@@ -127,10 +127,10 @@ class MAMLAgent(SupervisedAgent):
     """Second-order MAML (Finn et al. 2017) on supervised few-shot benchmarks."""
 
     name = "maml"
-    config_cls = MAMLConfig
+    config_cls = SupervisedMAMLConfig
     learns = True
     description = "MAML, second order (Finn et al. 2017)"
-    config: MAMLConfig
+    config: SupervisedMAMLConfig
 
     def check_benchmark(self, benchmark: Any) -> None:
         # one support and one query set of K shots per task and iteration
@@ -148,7 +148,7 @@ class MAMLAgent(SupervisedAgent):
 
 
 @dataclass
-class FOMAMLConfig(MAMLConfig):
+class FOMAMLConfig(SupervisedMAMLConfig):
     """First-order MAML: MAML without the second-order term of the meta-gradient."""
 
     first_order: bool = True

@@ -154,7 +154,7 @@ class _LeastSquaresAdapter(SupervisedAdapter):
         return (self.basis(x.double()) @ self.coef).to(x.dtype)
 
 
-class OracleAgent(SupervisedAgent):
+class SupervisedOracleAgent(SupervisedAgent):
     """Least squares on the family's true basis ``[sin x, cos x]`` (the normalisation's oracle)."""
 
     name = "oracle"

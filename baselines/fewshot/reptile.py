@@ -86,7 +86,7 @@ def inner_loop(net: nn.Module, params: Params, episode: Episode, loss: str, inne
 
 
 @torch.no_grad()
-def reptile_update(params: Params, phi: Params, step_size: float) -> None:
+def reptile_update_(params: Params, phi: Params, step_size: float) -> None:
     """In place: ``theta <- theta + step_size * mean_i (phi_i - theta)``."""
     for name, theta in params.items():
         theta.add_(step_size * (phi[name].mean(dim=0) - theta))
@@ -118,7 +118,7 @@ class ReptileAgent(SupervisedAgent):
             moved = torch.stack([(phi[k] - v.detach()).abs().sum() for k, v in params.items()]).sum()
             if not all_finite(moved):
                 raise diverged(ctx, self.name, it, self.net.state_dict(), cfg)
-            reptile_update(params, phi, step)
+            reptile_update_(params, phi, step)
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, step_size=step, mean_abs_move=float(moved) / cfg.meta_batch_size)
 

@@ -7,7 +7,7 @@ numbers they are divided by come from the same machine state:
   against Gymnasium's ``SyncVectorEnv`` over the same single envs (same tasks, the same
   pre-generated random actions), and their ratio.
 - :func:`harness_throughput`: steps per second of a uniformly random agent driven by the
-  evaluation harness (``metarl_bench.harness._run_chunk``) as a fraction of the raw
+  evaluation harness (``metarl_bench.harness.run_chunk``) as a fraction of the raw
   batched env stepped with the same kind of random actions.
 
 Targets: a ratio of at least 50x for the bandit, tabular MDP and navigation.
@@ -127,7 +127,7 @@ def harness_throughput(
     per stage, transitions, masks and returns. Both count only steps that advance an
     episode. Raw and harness runs alternate for ``rounds`` rounds; the best of each is kept.
     """
-    from metarl_bench.harness import _run_chunk
+    from metarl_bench.harness import run_chunk
 
     fam = family(family_id)
     tasks = fam.sample_tasks(num_envs, np.random.default_rng(seed))
@@ -150,7 +150,7 @@ def harness_throughput(
 
         stages = max(1, int(raw_rates[-1] * budget / (num_envs * horizon)))
         start = time.perf_counter()
-        _, env_steps = _run_chunk(_UniformAdapter(space, seed + r), fam, tasks, 1, 1, stages, 0, seed, False, None)
+        _, env_steps = run_chunk(_UniformAdapter(space, seed + r), fam, tasks, 1, 1, stages, 0, seed, False, None)
         harness_rates.append(env_steps / (time.perf_counter() - start))
     venv.close()
     raw, harness = max(raw_rates), max(harness_rates)

@@ -16,7 +16,7 @@ import torch
 from torch.func import functional_call
 
 from metarl_bench.baselines.fewshot.common import MLP
-from metarl_bench.baselines.fewshot.maml import MAMLConfig, maml_step
+from metarl_bench.baselines.fewshot.maml import SupervisedMAMLConfig, maml_step
 from metarl_bench.envs.sinusoid import SinusoidFamily
 from metarl_bench.supervised import Episode, SinusoidProblem
 
@@ -57,7 +57,7 @@ def supervised_perf(iterations: int = 300, repeats: int = 3, meta_batch_size: in
 def _supervised_perf(iterations: int, repeats: int, meta_batch_size: int, shots: int) -> dict:
     fam = SinusoidFamily()
     problem = SinusoidProblem(fam, fam.sample_tasks(1000, np.random.default_rng(0)))
-    cfg = MAMLConfig(meta_batch_size=meta_batch_size, inner_steps=1)
+    cfg = SupervisedMAMLConfig(meta_batch_size=meta_batch_size, inner_steps=1)
     rng = np.random.default_rng(0)
     episodes = [problem.sample(meta_batch_size, shots, shots, rng) for _ in range(50)]
 
