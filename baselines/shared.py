@@ -4,8 +4,17 @@ episode clock, generalised advantage estimation."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
 from gymnasium import spaces
+
+if TYPE_CHECKING:
+    import torch
+
+# gae runs unchanged on numpy arrays (the speed benchmarks, tests) and torch tensors (the
+# learners); the result has the type of the inputs.
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 def sample_actions(space: spaces.Space, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -29,8 +38,8 @@ def advance_episode_clock(t: np.ndarray, active: np.ndarray, done: np.ndarray) -
 
 
 def gae(
-    rewards: np.ndarray, values: np.ndarray, last_values: np.ndarray, dones: np.ndarray, gamma: float, lam: float
-) -> tuple[np.ndarray, np.ndarray]:
+    rewards: ArrayT, values: ArrayT, last_values: ArrayT, dones: ArrayT, gamma: float, lam: float
+) -> tuple[ArrayT, ArrayT]:
     """Generalised advantage estimation (Schulman et al. 2016) on time-major ``(T, N)`` arrays.
 
     ``dones[t]`` (0/1) ends the episode after step ``t``: nothing is bootstrapped across

@@ -172,8 +172,10 @@ class _CountsAdapter(Adapter):
         g = self.groups[idx]
         a = np.asarray(tr.action)[idx].astype(np.int64)
         win = (tr.reward[idx] > 0.5).astype(np.int64)
-        np.add.at(self.counts, (g, a, 0), win)
-        np.add.at(self.counts, (g, a, 1), 1 - win)
+        # numpy's stub for ufunc.at types the indices as one integer array, but a tuple of
+        # index arrays (one per axis) is its documented multi-dimensional form
+        np.add.at(self.counts, (g, a, 0), win)  # type: ignore[arg-type]
+        np.add.at(self.counts, (g, a, 1), 1 - win)  # type: ignore[arg-type]
 
     def adapt(self) -> None:
         self.pulls_done += 1

@@ -163,7 +163,34 @@ class MLPPolicy(nn.Module):
         the trunk themselves and only this part through autograd."""
         raise NotImplementedError
 
-    # Subclasses also define log_prob, kl, fisher_cotangent, sample, detach.
+    # The distribution's operations, defined by each subclass (static: they need only the
+    # distribution tuple the head returns).
+
+    @staticmethod
+    def log_prob(dist: Dist, actions: Tensor) -> Tensor:
+        """Log-probability (density) of ``actions`` under ``dist``, one number per sample."""
+        raise NotImplementedError
+
+    @staticmethod
+    def kl(p: Dist, q: Dist) -> Tensor:
+        """KL(p || q), one number per sample."""
+        raise NotImplementedError
+
+    @staticmethod
+    def fisher_cotangent(dist: Dist, tangent: Dist) -> Dist:
+        """The Hessian of ``KL(dist || q)`` with respect to ``q`` at ``q = dist``, applied to
+        ``tangent`` (in distribution coordinates)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def sample(dist: Dist, generator: torch.Generator) -> Tensor:
+        """Actions drawn from ``dist`` with ``generator``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def detach(dist: Dist) -> Dist:
+        """``dist`` cut from the autograd graph."""
+        raise NotImplementedError
 
 
 class GaussianMLPPolicy(MLPPolicy):

@@ -183,7 +183,9 @@ class InnerLossCurvature(MLPTape):
         rz, pre, act = self.jvp(v)
         # the head's Hessian times (R(z), v_extra): differentiate <first derivatives, direction>
         directions = [rz, *(v[k] for k in self.extra_names)]
-        dot = sum((g * d).sum() for g, d in zip(self._first, directions))
+        dot = (self._first[0] * rz).sum()
+        for g, d in zip(self._first[1:], directions[1:]):
+            dot = dot + (g * d).sum()
         second = torch.autograd.grad(dot, self._head_leaves(), retain_graph=True, materialize_grads=True)
         hv = self.vjp(second[0], (v, pre, act))
         hv.update(zip(self.extra_names, second[1:]))

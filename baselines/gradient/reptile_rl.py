@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from metarl_bench.agents import AgentConfig, positive
+from metarl_bench.agents import positive
 from metarl_bench.baselines.gradient.common import Params, any_nonfinite, stack_params
 from metarl_bench.baselines.gradient.meta_learner import GradientMetaLearner, MAMLConfig
 
@@ -56,7 +56,7 @@ class ReptileRL(GradientMetaLearner):
     """Reptile (Nichol et al. 2018) on policy-gradient inner loops."""
 
     name = "reptile"
-    config_cls: ClassVar[type[AgentConfig]] = ReptileRLConfig
+    config_cls = ReptileRLConfig
     config: ReptileRLConfig
     description = "Reptile: k inner policy-gradient steps per task, move towards the adapted parameters"
     divergence_fix = "Lower fast_lr or meta_lr, or check the environment's rewards for NaN or huge values."
