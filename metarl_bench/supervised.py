@@ -227,7 +227,7 @@ class SupervisedAdapter:
         """One inner gradient step on the support sets (a no-op for closed-form adapters)."""
 
 
-class SupervisedAgent(Agent):
+class SupervisedAgent(Agent[SupervisedTrainContext, SupervisedEvalContext, SupervisedAdapter]):
     """Base class of the supervised few-shot learners (``kind="supervised"`` in the registry)."""
 
     def supports(self, benchmark: Any) -> str | None:
@@ -235,10 +235,10 @@ class SupervisedAgent(Agent):
             return f"{self.name} is a supervised few-shot learner; {benchmark.id} is an RL benchmark"
         return None
 
-    def meta_train(self, ctx: SupervisedTrainContext) -> None:  # type: ignore[override]
+    def meta_train(self, ctx: SupervisedTrainContext) -> None:
         """Learn from ``ctx.sample(...)`` episodes (default: nothing)."""
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         raise NotImplementedError
 
 

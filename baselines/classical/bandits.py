@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
+from metarl_bench.harness import EvalContext, MetaTrainContext
 
 # Exact dynamic programming is used while the number of canonical posterior states stays
 # below this; beyond it the finite-horizon Gittins index approximates the optimal policy.
@@ -253,7 +254,7 @@ class BayesOptimalConfig(AgentConfig):
             raise ValueError(f"agent 'bayes-optimal': config field 'method' must be auto, exact-dp or gittins, got {self.method!r}")
 
 
-class BayesOptimalAgent(Agent):
+class BayesOptimalAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Bayes-optimal policy for Bernoulli bandits with Beta(1,1) priors over a finite horizon.
 
     Exact: dynamic programming over canonical posterior-count states while their number
@@ -264,6 +265,7 @@ class BayesOptimalAgent(Agent):
 
     name = "bayes-optimal"
     config_cls = BayesOptimalConfig
+    config: BayesOptimalConfig
     description = "Bayes-optimal (exact DP where tractable, finite-horizon Gittins beyond)"
 
     def supports(self, benchmark: Any) -> str | None:
@@ -277,8 +279,8 @@ class BayesOptimalAgent(Agent):
             cfg.method = "exact-dp" if exact_state_count(k, n) <= EXACT_STATE_LIMIT else "gittins"
         return cfg
 
-    def adapter(self, ctx: Any) -> Adapter:
-        return _BayesOptimalAdapter(ctx, ctx.rng, self.config.method)  # type: ignore[attr-defined]
+    def adapter(self, ctx: EvalContext) -> Adapter:
+        return _BayesOptimalAdapter(ctx, ctx.rng, self.config.method)
 
 
 @dataclass
@@ -286,7 +288,7 @@ class NoConfig(AgentConfig):
     pass
 
 
-class GittinsAgent(Agent):
+class GittinsAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Finite-horizon Gittins index policy (Nino-Mora 2011) for Bernoulli bandits."""
 
     name = "gittins"
@@ -296,7 +298,7 @@ class GittinsAgent(Agent):
     def supports(self, benchmark: Any) -> str | None:
         return _is_bandit(benchmark)
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         return _BayesOptimalAdapter(ctx, ctx.rng, "gittins")
 
 
@@ -309,21 +311,22 @@ class UCB1Config(AgentConfig):
         positive("ucb1", c=self.c)
 
 
-class UCB1Agent(Agent):
+class UCB1Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """UCB1 (Auer et al. 2002): pull each arm once, then the highest upper confidence bound."""
 
     name = "ucb1"
     config_cls = UCB1Config
+    config: UCB1Config
     description = "UCB1, c = sqrt(2)"
 
     def supports(self, benchmark: Any) -> str | None:
         return _is_bandit(benchmark)
 
-    def adapter(self, ctx: Any) -> Adapter:
-        return _UCB1Adapter(ctx, ctx.rng, self.config.c)  # type: ignore[attr-defined]
+    def adapter(self, ctx: EvalContext) -> Adapter:
+        return _UCB1Adapter(ctx, ctx.rng, self.config.c)
 
 
-class ThompsonAgent(Agent):
+class ThompsonAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Thompson sampling with Beta(1,1) priors: pull the arm whose posterior sample is highest."""
 
     name = "thompson"
@@ -333,7 +336,7 @@ class ThompsonAgent(Agent):
     def supports(self, benchmark: Any) -> str | None:
         return _is_bandit(benchmark)
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         return _ThompsonAdapter(ctx, ctx.rng)
 
 
@@ -347,13 +350,14 @@ class EpsilonGreedyConfig(AgentConfig):
             raise ValueError(f"agent 'epsilon-greedy': config field 'epsilon' must be in [0, 1], got {self.epsilon}")
 
 
-class EpsilonGreedyAgent(Agent):
+class EpsilonGreedyAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Epsilon-greedy on posterior means: Beta(1,1) arm means on bandits (untried arms count
     as 0.5); on tabular MDPs, the optimal policy of the posterior-mean MDP (certainty
     equivalence, see :mod:`metarl_bench.baselines.classical.psrl`)."""
 
     name = "epsilon-greedy"
     config_cls = EpsilonGreedyConfig
+    config: EpsilonGreedyConfig
     description = "epsilon-greedy on posterior means, epsilon = 0.1 (bandits, tabular MDPs)"
 
     def supports(self, benchmark: Any) -> str | None:
@@ -363,10 +367,10 @@ class EpsilonGreedyAgent(Agent):
             return None
         return _is_bandit(benchmark)
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         from metarl_bench.baselines.classical.psrl import PosteriorMDPAdapter, is_tabular_mdp
 
-        eps = self.config.epsilon  # type: ignore[attr-defined]
+        eps = self.config.epsilon
         if is_tabular_mdp(ctx.benchmark):
             return PosteriorMDPAdapter(ctx, "greedy", eps)
         return _EpsilonGreedyAdapter(ctx, ctx.rng, eps)

@@ -22,6 +22,7 @@ import numpy as np
 
 from metarl_bench.agents import Adapter, Agent, Transition
 from metarl_bench.baselines.shared import advance_episode_clock
+from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
 def is_tabular_mdp(benchmark: Any) -> bool:
@@ -91,7 +92,7 @@ class PosteriorMDPAdapter(Adapter):
             self.q = None
 
 
-class PSRLAgent(Agent):
+class PSRLAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Posterior sampling for reinforcement learning (Osband et al. 2013) on tabular MDPs."""
 
     name = "psrl"
@@ -100,5 +101,5 @@ class PSRLAgent(Agent):
     def supports(self, benchmark: Any) -> str | None:
         return None if is_tabular_mdp(benchmark) else "PSRL runs on the MetaRL/TabularMDP-* benchmarks only"
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         return PosteriorMDPAdapter(ctx, "psrl")

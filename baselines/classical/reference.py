@@ -8,6 +8,7 @@ import numpy as np
 
 from metarl_bench.agents import Adapter, Agent
 from metarl_bench.baselines.shared import advance_episode_clock, sample_actions
+from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
 class _RandomAdapter(Adapter):
@@ -19,7 +20,7 @@ class _RandomAdapter(Adapter):
         return sample_actions(self.space, len(obs), self.rng)
 
 
-class RandomAgent(Agent):
+class RandomAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Uniformly random actions; no meta-training, no adaptation (the normalisation floor)."""
 
     name = "random"
@@ -28,7 +29,7 @@ class RandomAgent(Agent):
     def supports(self, benchmark: Any) -> str | None:
         return None if benchmark.family.kind == "rl" else "random is an RL reference"
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         return _RandomAdapter(ctx)
 
 
@@ -74,7 +75,7 @@ class _OracleAdapter(Adapter):
         self.t = advance_episode_clock(self.t, tr.active, done)
 
 
-class OracleAgent(Agent):
+class OracleAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Sees the task and acts optimally: the best arm (bandits), finite-horizon value
     iteration on the true MDP (tabular MDPs), straight at the goal (Navigation2D).
 
@@ -92,5 +93,5 @@ class OracleAgent(Agent):
             return None
         return f"no cheap optimal policy for {benchmark.family.id}; supported families: {list(self._SUPPORTED)}"
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         return _OracleAdapter(ctx)

@@ -141,7 +141,7 @@ class MAMLAgent(SupervisedAgent):
         self.net = ctx.problem.make_net(self.config.hidden_sizes, ctx.torch_generator())
         meta_train_maml(self.net, ctx, self.config, self.name)
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         if not hasattr(self, "net"):
             raise RuntimeError(f"{self.name}: call meta_train before adapter")
         return GradientAdapter(self.net, params_of(self.net), self.config.inner_lr, ctx.problem.loss)

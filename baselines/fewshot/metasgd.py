@@ -140,7 +140,7 @@ class MetaSGDAgent(SupervisedAgent):
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, outer_loss=float(value.detach()))
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         if not hasattr(self, "learner"):
             raise RuntimeError(f"{self.name}: call meta_train before adapter")
         steps = self.config.test_steps or self.config.inner_steps

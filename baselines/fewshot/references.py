@@ -96,7 +96,7 @@ class PretrainedAgent(SupervisedAgent):
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, loss=float(value.detach()))
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         if not hasattr(self, "net"):
             raise RuntimeError(f"{self.name}: call meta_train before adapter")
         return GradientAdapter(self.net, params_of(self.net), self.config.inner_lr, ctx.problem.loss)
@@ -127,7 +127,7 @@ class ScratchAgent(SupervisedAgent):
     description = "fine-tuning from a random initialisation"
     config: ScratchConfig
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         g = torch.Generator().manual_seed(int(ctx.seed) % (2**63))
         net = ctx.problem.make_net(self.config.hidden_sizes, g)
         return GradientAdapter(net, params_of(net), self.config.inner_lr, ctx.problem.loss)
@@ -136,9 +136,12 @@ class ScratchAgent(SupervisedAgent):
 # --- references ----------------------------------------------------------------------------
 
 
-def _require(problem: Any, attr: str, agent: str) -> None:
+def _require(problem: Any, attr: str, agent: str) -> Any:
+    """``problem``'s optional attribute ``attr`` (not part of every few-shot problem), or a
+    ``ValueError`` naming the agent that needs it."""
     if not hasattr(problem, attr):
         raise ValueError(f"agent {agent!r} needs a problem that knows its tasks' {attr}; {problem.name} does not")
+    return getattr(problem, attr)
 
 
 class _LeastSquaresAdapter(SupervisedAdapter):
@@ -160,9 +163,8 @@ class SupervisedOracleAgent(SupervisedAgent):
     name = "oracle"
     description = "least squares on [sin x, cos x] (knows the function class)"
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
-        _require(ctx.problem, "basis", self.name)
-        return _LeastSquaresAdapter(ctx.problem.basis)  # type: ignore[attr-defined]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
+        return _LeastSquaresAdapter(_require(ctx.problem, "basis", self.name))
 
 
 class _PriorMeanAdapter(SupervisedAdapter):
@@ -182,6 +184,5 @@ class PriorMeanAgent(SupervisedAgent):
     name = "prior-mean"
     description = "the task distribution's mean function; no adaptation"
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
-        _require(ctx.problem, "prior_mean", self.name)
-        return _PriorMeanAdapter(ctx.problem.prior_mean)  # type: ignore[attr-defined]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
+        return _PriorMeanAdapter(_require(ctx.problem, "prior_mean", self.name))

@@ -122,7 +122,7 @@ class ReptileAgent(SupervisedAgent):
             if should_log(it, cfg.iterations):
                 ctx.record(iteration=it, step_size=step, mean_abs_move=float(moved) / cfg.meta_batch_size)
 
-    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:  # type: ignore[override]
+    def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         if not hasattr(self, "net"):
             raise RuntimeError(f"{self.name}: call meta_train before adapter")
         return GradientAdapter(self.net, params_of(self.net), self.config.inner_lr, ctx.problem.loss)

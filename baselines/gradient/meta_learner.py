@@ -41,6 +41,7 @@ from metarl_bench.baselines.gradient.common import (
     torch_generator,
     torch_threads,
 )
+from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
 class TrainingDiverged(DivergenceError):
@@ -127,7 +128,7 @@ def inner_step(policy: MLPPolicy, params: Params, batch: GroupBatch, lr: float, 
     return {k: params[k] - lr * g for k, g in zip(names, grads)}
 
 
-class GradientMetaLearner(Agent):
+class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Common meta-training plumbing: policy, batched sampling, adaptation, checkpoints."""
 
     config_cls = MAMLConfig
@@ -262,7 +263,7 @@ class GradientMetaLearner(Agent):
         return params
 
     # -- meta-training loop --------------------------------------------------------------
-    def meta_train(self, ctx: Any) -> None:
+    def meta_train(self, ctx: MetaTrainContext) -> None:
         with torch_threads(self.config.torch_threads):
             self._meta_train(ctx)
 
@@ -312,7 +313,7 @@ class GradientMetaLearner(Agent):
     def step(self, train: list[GroupBatch], valid: GroupBatch, iteration: int, timing: dict[str, float]) -> dict:
         raise NotImplementedError
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         if getattr(self, "policy", None) is None:
             self._build_untrained(ctx)
         return PolicyGradientAdapter(self.policy, self.config, ctx)

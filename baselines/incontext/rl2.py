@@ -47,6 +47,8 @@ from torch import nn
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
 from metarl_bench.baselines.shared import gae
+from metarl_bench.benchmarks import Benchmark
+from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
 @dataclass
@@ -163,9 +165,9 @@ class _Spec:
             raise TypeError(f"rl2 needs a Box observation space, got {obs_space}")
         self.obs_dim = int(np.prod(obs_space.shape))
         self.discrete = isinstance(act_space, spaces.Discrete)
-        if self.discrete:
-            self.act_dim = int(act_space.n)  # type: ignore[attr-defined]
-            self.start = int(act_space.start)  # type: ignore[attr-defined]
+        if isinstance(act_space, spaces.Discrete):
+            self.act_dim = int(act_space.n)
+            self.start = int(act_space.start)
         elif isinstance(act_space, spaces.Box):
             self.act_dim = int(np.prod(act_space.shape))
             low, high = act_space.low.reshape(-1), act_space.high.reshape(-1)
@@ -551,7 +553,7 @@ def _chunks(
     return out
 
 
-class RL2Agent(Agent):
+class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """RL²: a GRU policy trained with PPO across trials; the hidden state adapts at test time."""
 
     name = "rl2"
@@ -575,6 +577,17 @@ class RL2Agent(Agent):
             return "rl2 needs a family with a fixed horizon"
         return None
 
+    @staticmethod
+    def horizon(benchmark: Benchmark) -> int:
+        """The family's fixed episode length (a trial is whole episodes of it)."""
+        horizon = benchmark.family.horizon
+        if horizon is None:
+            raise ValueError(
+                f"rl2 on {benchmark.id}: the family has no fixed horizon, and rl2's trials are whole episodes of "
+                "a fixed length; run it on a family that sets horizon"
+            )
+        return int(horizon)
+
     def trial_episodes(self, benchmark: Any) -> int:
         """Episodes of one training trial (see ``RL2Config.trial_episodes``)."""
         if self.cfg.trial_episodes:
@@ -593,7 +606,7 @@ class RL2Agent(Agent):
     def updates(self, benchmark: Any, steps_left: int) -> int:
         """PPO updates that fit ``steps_left`` env steps (and ``train_env_steps``); at least 1, else ``ValueError``."""
         cfg = self.cfg
-        episodes, horizon = self.trial_episodes(benchmark), int(benchmark.family.horizon)
+        episodes, horizon = self.trial_episodes(benchmark), self.horizon(benchmark)
         steps_per_update = cfg.num_trials * episodes * horizon
         budget = min(cfg.train_env_steps, steps_left)
         if budget < steps_per_update:
@@ -607,7 +620,7 @@ class RL2Agent(Agent):
     def check_bptt(self, benchmark: Any) -> None:
         """Refuse a trial longer than ``max_bptt_steps`` unless BPTT is chunked."""
         cfg = self.cfg
-        horizon = int(benchmark.family.horizon)
+        horizon = self.horizon(benchmark)
         steps = self.trial_episodes(benchmark) * horizon
         if cfg.bptt_chunk == 0 and steps > cfg.max_bptt_steps:
             chunk = max(horizon, cfg.max_bptt_steps // horizon * horizon)  # whole episodes that fit
@@ -617,12 +630,12 @@ class RL2Agent(Agent):
                 f"bptt_chunk={chunk} (or raise max_bptt_steps if memory allows, or shorten trial_episodes)"
             )
 
-    def meta_train(self, ctx: Any) -> None:
+    def meta_train(self, ctx: MetaTrainContext) -> None:
         cfg = self.cfg
         bench = ctx.benchmark
         self.check_bptt(bench)
         episodes = self.trial_episodes(bench)
-        horizon = int(bench.family.horizon)
+        horizon = self.horizon(bench)
         n = cfg.num_trials
         num_updates = self.updates(bench, ctx.steps_left)
         seeds = np.random.SeedSequence(ctx.seed).generate_state(3)
@@ -742,7 +755,7 @@ class RL2Agent(Agent):
                 count += 1
         return {k: v / max(count, 1) for k, v in sums.items()}
 
-    def adapter(self, ctx: Any) -> Adapter:
+    def adapter(self, ctx: EvalContext) -> Adapter:
         spec = _Spec(ctx.observation_space, ctx.action_space)
         if self.net is None:  # adapting without meta-training: an untrained policy
             self.net = _build_net(spec, self.cfg, int(np.random.SeedSequence(ctx.seed).generate_state(1)[0]))
