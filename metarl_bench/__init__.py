@@ -27,6 +27,7 @@ __all__ = [
     "evaluate",
     "family",
     "family_ids",
+    "fewshot_image_benchmark",
     "register_family",
 ]
 
@@ -50,3 +51,11 @@ def evaluate(agent: Any, benchmark: Any, seed: int = 0, **kwargs: Any) -> Any:
     from metarl_bench.harness import evaluate as _evaluate
 
     return _evaluate(agent, benchmark, seed=seed, **kwargs)
+
+
+def fewshot_image_benchmark(root: Any, **kwargs: Any) -> Any:
+    """An N-way K-shot benchmark over a folder-per-class image set (see
+    :func:`metarl_bench.fewshot_images.fewshot_image_benchmark`); run it with :func:`evaluate`."""
+    from metarl_bench.fewshot_images import fewshot_image_benchmark as _build
+
+    return _build(root, **kwargs)

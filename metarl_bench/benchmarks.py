@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -67,6 +68,10 @@ class Benchmark:
     description: str = ""
     # Fixed references where known exactly (else computed from the family on the test tasks)
     reference_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    # A benchmark over data that is not a registered family (an image folder): builds the
+    # family-like object (``kind``, ``id``, ``horizon``, ``split_tasks``) instead of
+    # looking ``family_id`` up in the registry. Such benchmarks are never registered.
+    family_factory: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def version(self) -> int:
@@ -75,14 +80,20 @@ class Benchmark:
 
     @cached_property
     def family(self) -> Family:
+        if self.family_factory is not None:
+            return self.family_factory()  # type: ignore[no-any-return]
         return family(self.family_id, **self.family_kwargs)
 
     @cached_property
     def _tasks(self) -> tuple[list[Task], list[Task], list[Task]]:
         ss = np.random.SeedSequence(self.task_seed)
         g_train, g_test, g_ood = (np.random.default_rng(s) for s in ss.spawn(3))
-        train = self.family.sample_tasks(self.n_train, g_train)
-        test = self.family.sample_tasks(self.n_test, g_test)
+        split = getattr(self.family, "split_tasks", None)
+        if split is not None:  # train and test lists drawn together (e.g. from disjoint class sets)
+            train, test = split(self.n_train, self.n_test, g_train, g_test)
+        else:
+            train = self.family.sample_tasks(self.n_train, g_train)
+            test = self.family.sample_tasks(self.n_test, g_test)
         ood: list[Task] = []
         if self.n_ood:
             ood = family(self.family_id, **{**self.family_kwargs, **(self.ood_kwargs or {})}).sample_tasks(

@@ -6,33 +6,32 @@ contains image files is one class, named by its path relative to the root, so bo
 (``root/<class>/*.png``) and nested layouts work. Nothing is downloaded.
 
 An episode (task) draws N classes, gives them labels 0..N-1 in random order, and K
-support and Q query images per class. The supervised learners of ``baselines/`` run on it
-unchanged through :class:`FewShotImageProblem` (the same :class:`~metarl_bench.supervised.
-FewShotProblem` interface as the sinusoids, with a cross-entropy loss), and
-:func:`evaluate_fewshot_images` meta-trains an agent on the train classes and reports its
-query accuracy on episodes of disjoint test classes after 0..``inner_steps`` steps.
+support and Q query images per class. :func:`fewshot_image_benchmark` turns a folder into
+a :class:`~metarl_bench.benchmarks.Benchmark` of kind ``"supervised"`` that
+:func:`metarl_bench.evaluate` runs like any other: the supervised learners meta-train on
+episodes of the train classes (:class:`FewShotImageProblem`, the same
+:class:`~metarl_bench.supervised.FewShotProblem` interface as the sinusoids, with a
+cross-entropy loss) and are scored on fixed episodes of disjoint test classes.
 
-    from metarl_bench.fewshot_images import evaluate_fewshot_images
     import metarl_bench
-    out = evaluate_fewshot_images(metarl_bench.agent("maml", iterations=2000), "omniglot/images_background",
-                                  n_way=5, k_shot=1)
+    bench = metarl_bench.fewshot_image_benchmark("omniglot/images_background", ways=5, shots=1)
+    record = metarl_bench.evaluate(metarl_bench.agent("maml", iterations=2000), bench, seed=0)
+    record.scores["final"]  # query accuracy after bench.protocol.inner_steps steps
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from metarl_bench.supervised import (
-    Episode,
-    SupervisedEvalContext,
-    SupervisedTrainContext,
-    adaptation_curve,
-)
+from metarl_bench.benchmarks import Benchmark, Protocol
+from metarl_bench.supervised import Episode
+from metarl_bench.tasks import Task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -44,6 +43,7 @@ class ImageClasses:
     root: Path
     names: list[str]
     images: list[torch.Tensor]
+    digests: list[str] = field(default_factory=list)  # sha256 (16 hex) of each class's file names and bytes
 
     def counts(self) -> dict[str, int]:
         return {n: int(im.shape[0]) for n, im in zip(self.names, self.images)}
@@ -73,18 +73,23 @@ def load_image_folder(
             f"image folder {root} has {len(by_dir[root])} images directly in it; put each class's images in its "
             f"own sub-folder (root/<class>/<image>)"
         )
-    names, images = [], []
+    names: list[str] = []
+    images: list[torch.Tensor] = []
+    digests: list[str] = []
     w, h = int(image_size[1]), int(image_size[0])
     for d, files in sorted(by_dir.items()):
         arrs = []
+        digest = hashlib.sha256()
         for f in files:
+            digest.update(f.name.encode() + b"\0" + f.read_bytes())
             with Image.open(f) as raw:
                 im = raw.convert("L" if grayscale else "RGB").resize((w, h), Image.Resampling.BILINEAR)
                 a = np.asarray(im, dtype=np.float32) / 255.0
             arrs.append(1.0 - a[None] if grayscale else a.transpose(2, 0, 1))
         names.append(d.relative_to(root).as_posix())
         images.append(torch.as_tensor(np.stack(arrs)))
-    return ImageClasses(root, names, images)
+        digests.append(digest.hexdigest()[:16])
+    return ImageClasses(root, names, images, digests)
 
 
 def split_classes(n_classes: int, n_test: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
@@ -165,60 +170,168 @@ class FewShotImageProblem:
         return Episode(torch.stack(xs), torch.stack(ys), torch.stack(xq), torch.stack(yq))
 
 
-def evaluate_fewshot_images(
-    agent: Any,
-    root: str | Path,
-    n_way: int = 5,
-    k_shot: int = 1,
-    n_query: int = 5,
-    n_test_classes: int | None = None,
-    test_episodes: int = 200,
-    inner_steps: int = 5,
-    image_size: tuple[int, int] = (28, 28),
-    net: str = "conv",
-    seed: int = 0,
-    budget_samples: int = 10**12,
-) -> dict[str, Any]:
-    """Meta-train ``agent`` on the train classes of ``root``, then score N-way K-shot test episodes.
+@dataclass(frozen=True)
+class ImageClassTask(Task):
+    """A train class of an image benchmark: its name, image count and content digest."""
 
-    ``n_test_classes`` (default: a fifth, at least ``n_way``) are held out. Returns query
-    accuracy and loss, averaged over ``test_episodes`` episodes, after 0..``inner_steps``
-    adaptation steps, plus the chance level.
+    name: str = ""
+    images: int = 0
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class ImageEpisodeTask(Task):
+    """A test episode: the class of each label 0..N-1 (name and content digest), and the
+    indices (in the class folder's sorted file order) of its K support and Q query images."""
+
+    classes: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
+    support: tuple[tuple[int, ...], ...] = ()
+    query: tuple[tuple[int, ...], ...] = ()
+
+
+class ImageFolderFamily:
+    """The family-like object of an image benchmark (a :class:`~metarl_bench.supervised.SupervisedData`).
+
+    It is not a registered family: :func:`fewshot_image_benchmark` hands it to the
+    benchmark, which draws its train tasks (the train classes) and test tasks (episodes
+    of the disjoint test classes) through :meth:`split_tasks` from the benchmark's task seed.
     """
-    classes = load_image_folder(root, image_size)
+
+    kind = "supervised"
+    horizon = None
+    metric = "accuracy"
+    task_knowledge: frozenset[str] = frozenset()
+
+    def __init__(self, classes: ImageClasses, ways: int, shots: int, queries: int, n_test_classes: int,
+                 net: str, id: str) -> None:
+        self.classes = classes
+        self.ways, self.shots, self.queries = ways, shots, queries
+        self.n_test_classes = n_test_classes
+        self.net = net
+        self.id = id
+        self._index = {n: i for i, n in enumerate(classes.names)}
+
+    def split_tasks(
+        self, n_train: int, n_test: int, train_rng: np.random.Generator, test_rng: np.random.Generator
+    ) -> tuple[list[ImageClassTask], list[ImageEpisodeTask]]:
+        c = self.classes
+        train_ids, test_ids = split_classes(len(c.names), self.n_test_classes, train_rng)
+        if len(train_ids) != n_train:
+            raise ValueError(f"{self.id}: n_train must be the {len(train_ids)} train classes, got {n_train}")
+        train = [ImageClassTask(c.names[i], int(c.images[i].shape[0]), c.digests[i]) for i in train_ids]
+        FewShotImageProblem(c, test_ids, self.ways, self.net).check_counts(self.shots, self.queries)
+        test = []
+        for _ in range(n_test):
+            chosen = [int(i) for i in test_rng.choice(test_ids, size=self.ways, replace=False)]  # position = label
+            draws = [test_rng.choice(int(c.images[i].shape[0]), size=self.shots + self.queries, replace=False)
+                     for i in chosen]
+            test.append(ImageEpisodeTask(
+                classes=tuple(c.names[i] for i in chosen),
+                digests=tuple(c.digests[i] for i in chosen),
+                support=tuple(tuple(int(j) for j in d[: self.shots]) for d in draws),
+                query=tuple(tuple(int(j) for j in d[self.shots :]) for d in draws),
+            ))
+        return train, test
+
+    def train_problem(self, bench: Benchmark) -> FewShotImageProblem:
+        ids = [self._index[t.name] for t in bench.train_tasks]  # type: ignore[attr-defined]
+        return FewShotImageProblem(self.classes, ids, self.ways, self.net, name=f"{bench.id} train classes")
+
+    def test_problem(self, bench: Benchmark) -> FewShotImageProblem:
+        used = {self._index[n] for t in bench.test_tasks for n in t.classes}  # type: ignore[attr-defined]
+        return FewShotImageProblem(self.classes, sorted(used), self.ways, self.net, name=f"{bench.id} test classes")
+
+    def test_episode(self, bench: Benchmark) -> Episode:
+        """The test episodes as one batch; support images shot-major like :meth:`FewShotImageProblem.sample`."""
+        if bench.protocol.runs_per_task != 1:
+            raise ValueError(f"{bench.id}: image episodes fix their support sets, so runs_per_task must be 1")
+        xs, ys, xq, yq = [], [], [], []
+        for t in bench.test_tasks:
+            assert isinstance(t, ImageEpisodeTask)
+            imgs = [self.classes.images[self._index[n]] for n in t.classes]
+            sup = torch.stack([im[list(ix)] for im, ix in zip(imgs, t.support)], dim=1)  # (K, N, C, H, W)
+            qry = torch.stack([im[list(ix)] for im, ix in zip(imgs, t.query)], dim=1)  # (Q, N, C, H, W)
+            n = len(t.classes)
+            xs.append(sup.reshape(-1, *sup.shape[2:]))
+            ys.append(torch.arange(n).repeat(sup.shape[0]))
+            xq.append(qry.reshape(-1, *qry.shape[2:]))
+            yq.append(torch.arange(n).repeat(qry.shape[0]))
+        return Episode(torch.stack(xs), torch.stack(ys), torch.stack(xq), torch.stack(yq))
+
+
+def fewshot_image_benchmark(
+    root: str | Path,
+    ways: int = 5,
+    shots: int = 1,
+    queries: int = 15,
+    image_size: tuple[int, int] = (28, 28),
+    test_classes: int | None = None,
+    test_episodes: int = 600,
+    inner_steps: int = 3,
+    seed: int = 0,
+    net: str = "conv",
+    meta_train_examples: int = 10**10,
+    id: str | None = None,
+) -> Benchmark:
+    """An N-way (``ways``) K-shot (``shots``) benchmark over the image folder ``root``.
+
+    The defaults follow Finn et al. 2017's Omniglot setup: 5-way 1-shot, 28x28 grayscale
+    images, a convolutional network, scored on 600 test episodes; ``queries`` images per
+    class are scored (and used as the meta-training query set), after 0..``inner_steps``
+    inner gradient steps. ``test_classes`` classes (default: a fifth, at least ``ways``)
+    are held out: the split and the test episodes are drawn from ``seed``, the
+    benchmark's recorded task seed, and the task hash covers the train classes (names,
+    image counts, file digests) and every test episode, so it changes with the folder.
+
+    The records hold query **accuracy**, higher is better (the metric the few-shot
+    classification literature reports, with chance ``1/ways`` as the random reference and
+    1 as the oracle's): the curve is accuracy against inner steps, ``scores["final"]`` the
+    accuracy after ``inner_steps`` steps (the headline), ``scores["online"]`` the summed
+    accuracy before each step, ``scores["query_loss_final"]`` the final cross-entropy.
+    ``meta_train_examples`` caps the labelled images meta-training may draw.
+
+    The benchmark is not registered: pass the object itself to :func:`metarl_bench.evaluate`
+    (``results=`` saves its records as usual, under ``<results>/<id>/``), and to
+    :func:`metarl_bench.stats.aggregate` or :func:`metarl_bench.plots.plot_benchmark` with
+    ``bench=``. The leaderboard and ``compare`` read only registered benchmarks, so they
+    refuse these records by design.
+    """
+    for key, value, low in (("ways", ways, 2), ("shots", shots, 1), ("queries", queries, 1),
+                            ("test_episodes", test_episodes, 1), ("inner_steps", inner_steps, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"fewshot_image_benchmark: {key} must be an integer >= {low}, got {value!r}")
+    if net not in ("conv", "mlp"):
+        raise ValueError(f"fewshot_image_benchmark: net must be 'conv' or 'mlp', got {net!r}")
+    root = Path(root)
+    size = (int(image_size[0]), int(image_size[1]))
+    classes = load_image_folder(root, size)
     n_classes = len(classes.names)
-    n_test = n_test_classes if n_test_classes is not None else max(n_way, n_classes // 5)
-    if n_classes - n_test < n_way or n_test < n_way:
+    n_test = test_classes if test_classes is not None else max(ways, n_classes // 5)
+    if n_classes - n_test < ways or n_test < ways:
         raise ValueError(
-            f"{root}: {n_classes} classes cannot give {n_way}-way train and test episodes from disjoint classes "
-            f"(with {n_test} test classes); add classes or lower n_way"
+            f"{root}: {n_classes} classes cannot give {ways}-way train and test episodes from disjoint classes "
+            f"(with {n_test} test classes); add classes or lower ways"
         )
-    ss_split, ss_train, ss_eval = np.random.SeedSequence(seed).spawn(3)
-    train_ids, test_ids = split_classes(n_classes, n_test, np.random.default_rng(ss_split))
-    train = FewShotImageProblem(classes, train_ids, n_way, net, name=f"{Path(root).name} train")
-    test = FewShotImageProblem(classes, test_ids, n_way, net, name=f"{Path(root).name} test")
-    test.check_counts(k_shot, n_query)
-    ctx = SupervisedTrainContext(
-        train, seed=int(ss_train.generate_state(1)[0]), shots=k_shot, query_shots=n_query, budget_samples=budget_samples
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", root.name) or "images"
+    bid = id or f"Images/{stem}-{ways}way-{shots}shot-v0"
+    family = ImageFolderFamily(classes, int(ways), int(shots), int(queries), int(n_test), net, bid)
+    chance = 1.0 / ways
+    return Benchmark(
+        id=bid,
+        family_id=f"ImageFolder:{stem}",
+        family_kwargs={"root": str(root), "ways": ways, "shots": shots, "queries": queries,
+                       "image_size": list(size), "test_classes": n_test, "net": net},
+        protocol=Protocol(budget_episodes=inner_steps, runs_per_task=1, final_episodes=1,
+                          shots=shots, inner_steps=inner_steps, query_points=queries),
+        n_train=n_classes - n_test,
+        n_test=test_episodes,
+        task_seed=seed,
+        meta_train_steps=meta_train_examples,
+        headline="final",
+        tier="custom",
+        reference_overrides={"random": {"online": inner_steps * chance, "final": chance},
+                             "oracle": {"online": float(inner_steps), "final": 1.0}},
+        description=f"{ways}-way {shots}-shot classification of {root} ({n_classes} classes, {n_test} held out)",
+        family_factory=lambda: family,
     )
-    agent.meta_train(ctx)
-    eval_seed = int(ss_eval.generate_state(1)[0])
-    episode = test.sample(test_episodes, k_shot, n_query, np.random.default_rng(eval_seed))
-    adapter = agent.adapter(SupervisedEvalContext(test, eval_seed, k_shot, inner_steps))
-    curve = adaptation_curve(adapter, episode, inner_steps, test.loss, accuracy=True)
-    acc, loss = curve["accuracy"], curve["loss"]
-    return {
-        "agent": agent.name,
-        "n_way": n_way,
-        "k_shot": k_shot,
-        "n_query": n_query,
-        "train_classes": [classes.names[i] for i in train_ids],
-        "test_classes": [classes.names[i] for i in test_ids],
-        "steps": list(range(inner_steps + 1)),
-        "accuracy": acc.mean(axis=0).tolist(),
-        "accuracy_se": (acc.std(axis=0, ddof=1) / np.sqrt(len(acc))).tolist() if len(acc) > 1 else None,
-        "loss": loss.mean(axis=0).tolist(),
-        "final_accuracy": float(acc[:, -1].mean()),
-        "chance": 1.0 / n_way,
-        "meta_train_samples": ctx.samples,
-    }

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, runtime_checkable
 from typing import Protocol as TypingProtocol
 
 import numpy as np
@@ -230,9 +230,18 @@ class SupervisedAdapter:
 class SupervisedAgent(Agent[SupervisedTrainContext, SupervisedEvalContext, SupervisedAdapter]):
     """Base class of the supervised few-shot learners (``kind="supervised"`` in the registry)."""
 
+    # Task knowledge a reference agent needs from the problem (the oracle: "basis"); a
+    # benchmark over data (``SupervisedData``) that lacks it is refused by ``supports``.
+    needs_task_knowledge: tuple[str, ...] = ()
+
     def supports(self, benchmark: Any) -> str | None:
-        if benchmark.family.kind != "supervised":
+        fam = benchmark.family
+        if fam.kind != "supervised":
             return f"{self.name} is a supervised few-shot learner; {benchmark.id} is an RL benchmark"
+        missing = [k for k in self.needs_task_knowledge if isinstance(fam, SupervisedData) and k not in fam.task_knowledge]
+        if missing:
+            return (f"{self.name} needs the tasks' {', '.join(missing)}, which {benchmark.id}'s data does not have; "
+                    f"use a learner such as maml or scratch")
         return None
 
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
@@ -323,16 +332,46 @@ def evaluate_supervised(agent: Agent, bench: Benchmark, seed: int = 0, progress:
         torch.set_num_threads(threads)
 
 
+@runtime_checkable
+class SupervisedData(TypingProtocol):
+    """The family-like object of a supervised benchmark over data rather than a registered
+    family (:func:`metarl_bench.fewshot_images.fewshot_image_benchmark`): it hands the
+    harness the train problem, the fixed test episodes and the metric the record holds."""
+
+    kind: str
+    metric: str  # "accuracy": the record holds query accuracy (higher is better)
+    task_knowledge: frozenset[str]  # what reference agents may use (e.g. "basis"); empty for images
+
+    def train_problem(self, bench: Benchmark) -> FewShotProblem:
+        """Meta-training's problem: episodes drawn afresh from the train classes."""
+        ...
+
+    def test_problem(self, bench: Benchmark) -> FewShotProblem:
+        """The adapters' problem (loss, network builder) on the test classes."""
+        ...
+
+    def test_episode(self, bench: Benchmark) -> Episode:
+        """Every test task once, in order, as one batch (``runs_per_task`` must be 1)."""
+        ...
+
+
 def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> Record:
     proto = bench.protocol
     assert proto.shots is not None and proto.inner_steps is not None and proto.query_points is not None
-    problem = SinusoidProblem(bench.family, bench.train_tasks, name=bench.id)
+    fam = bench.family
+    data = fam if isinstance(fam, SupervisedData) else None
+    if data is not None:
+        problem, test_problem = data.train_problem(bench), data.test_problem(bench)
+        metric, query_shots = data.metric, proto.query_points
+    else:  # sinusoids: fresh draws from the train tasks; the query grid at test time
+        problem = test_problem = SinusoidProblem(fam, bench.train_tasks, name=bench.id)
+        metric, query_shots = "mse", proto.shots
     ss_train, ss_eval = np.random.SeedSequence(seed).spawn(2)
     ctx = SupervisedTrainContext(
         problem,
         seed=int(ss_train.generate_state(1)[0]),
         shots=proto.shots,
-        query_shots=proto.shots,
+        query_shots=query_shots,
         budget_samples=bench.meta_train_steps,
         benchmark=bench,
         progress=progress,
@@ -342,19 +381,29 @@ def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bo
     train_wall = time.perf_counter() - t0
 
     ectx = SupervisedEvalContext(
-        problem, seed=int(ss_eval.generate_state(1)[0]), shots=proto.shots, inner_steps=proto.inner_steps, benchmark=bench
+        test_problem, seed=int(ss_eval.generate_state(1)[0]), shots=proto.shots, inner_steps=proto.inner_steps,
+        benchmark=bench,
     )
     t1 = time.perf_counter()
     adapter: SupervisedAdapter = agent.adapter(ectx)  # type: ignore[arg-type,assignment]
-    episode = evaluation_episode(bench)
-    curve = adaptation_curve(adapter, episode, proto.inner_steps, "mse")["loss"]
+    episode = data.test_episode(bench) if data is not None else evaluation_episode(bench)
+    measured = adaptation_curve(adapter, episode, proto.inner_steps, test_problem.loss, accuracy=metric == "accuracy")
     eval_wall = time.perf_counter() - t1
-    if not np.all(np.isfinite(curve)):
+    loss_curve = measured["loss"]
+    if not np.all(np.isfinite(loss_curve)):
         raise FloatingPointError(
-            f"{agent.name} on {bench.id}: non-finite query MSE during adaptation; lower its inner_lr"
+            f"{agent.name} on {bench.id}: non-finite query loss during adaptation; lower its inner_lr"
         )
     n_tasks, runs = len(bench.test_tasks), proto.runs_per_task
-    returns = _round_significand(curve).reshape(n_tasks, runs, proto.inner_steps + 1)
+    shape = (n_tasks, runs, proto.inner_steps + 1)
+    if metric == "accuracy":  # fractions of Q*N labels: kept exact
+        returns = measured["accuracy"].reshape(shape)
+        labels = {"y_label": "query accuracy",
+                  "online_definition": "sum of query accuracy before each of the inner steps (x = 0..inner_steps-1)"}
+    else:
+        returns = _round_significand(loss_curve).reshape(shape)
+        labels = {"y_label": "query MSE",
+                  "online_definition": "sum of query MSE before each of the inner steps (x = 0..inner_steps-1)"}
     x = np.arange(proto.inner_steps + 1, dtype=np.float64)
     phase = ["budget"] * proto.inner_steps + ["final"]
     record = build_record(
@@ -378,14 +427,19 @@ def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bo
         },
         extra={
             "x_label": "inner gradient steps",
-            "y_label": "query MSE",
-            "online_definition": "sum of query MSE before each of the inner steps (x = 0..inner_steps-1)",
+            **labels,
             **({"train_log": thin_rows(ctx.log, 100)} if ctx.log else {}),
         },
     )
-    per_task = returns[:, :, 1].mean(axis=1)
-    record.scores["mse_1_step"] = {
+    if metric == "accuracy":
+        record.scores["query_loss_final"] = _mean_se(loss_curve[:, -1].reshape(n_tasks, runs).mean(axis=1))
+    else:
+        record.scores["mse_1_step"] = _mean_se(returns[:, :, 1].mean(axis=1))
+    return record
+
+
+def _mean_se(per_task: np.ndarray) -> dict[str, float]:
+    return {
         "value": float(per_task.mean()),
         "se": float(per_task.std(ddof=1) / math.sqrt(len(per_task))) if len(per_task) > 1 else float("nan"),
     }
-    return record

@@ -7,13 +7,18 @@ import pytest
 import torch
 from PIL import Image
 
+import metarl_bench
+from metarl_bench import stats
 from metarl_bench.agents import agent_class
 from metarl_bench.fewshot_images import (
     FewShotImageProblem,
-    evaluate_fewshot_images,
+    ImageEpisodeTask,
+    fewshot_image_benchmark,
     load_image_folder,
     split_classes,
 )
+from metarl_bench.harness import NotSupported
+from metarl_bench.results import Record, load_record
 from metarl_bench.supervised import SupervisedTrainContext
 
 torch.set_num_threads(1)
@@ -121,35 +126,117 @@ def test_bad_folders(tmp_path):
         load_image_folder(tmp_path / "loose")
 
 
-def test_evaluate_needs_enough_classes_for_disjoint_splits(image_root):
+def small_bench(root, **kw):
+    args = dict(ways=3, shots=1, queries=2, test_classes=3, test_episodes=5, inner_steps=2, image_size=(SIZE, SIZE))
+    return fewshot_image_benchmark(root, **{**args, **kw})
+
+
+def test_benchmark_needs_enough_classes_for_disjoint_splits(image_root):
     with pytest.raises(ValueError, match="disjoint"):
-        evaluate_fewshot_images(make("scratch"), image_root, n_way=5, image_size=(SIZE, SIZE))
+        fewshot_image_benchmark(image_root, ways=5, image_size=(SIZE, SIZE))
+
+
+def test_benchmark_splits_classes_and_hashes_them(image_root, tmp_path):
+    bench = small_bench(image_root)
+    assert bench.family.kind == "supervised" and bench.headline == "final" and not bench.lower_is_better
+    assert bench.id == "Images/omni-3way-1shot-v0" and bench.version == 0
+    train = {t.name for t in bench.train_tasks}
+    test_classes = {c for t in bench.test_tasks for c in t.classes}
+    assert len(train) == 5 and len(bench.test_tasks) == 5
+    assert not train & test_classes and len(test_classes) <= 3
+    # a fresh benchmark over the same folder and seed has the same task hash
+    assert small_bench(image_root).task_hash == bench.task_hash
+    # another seed draws another split / other episodes
+    assert small_bench(image_root, seed=1).task_hash != bench.task_hash
+    # the hash changes with the folder: one more class, or one changed image
+    copy = tmp_path / "copy"
+    write_images(copy)
+    assert small_bench(copy).task_hash == bench.task_hash  # the folder's name is not part of it
+    (copy / "alphabet_0" / "character_99").mkdir()
+    for i in range(6):
+        Image.new("L", (SIZE, SIZE), color=3 * i).save(copy / "alphabet_0" / "character_99" / f"{i}.png")
+    assert small_bench(copy).task_hash != bench.task_hash
+    write_images(tmp_path / "edited")
+    first_train = bench.train_tasks[0].name
+    Image.new("L", (SIZE, SIZE), color=7).save(tmp_path / "edited" / first_train / "0.png")
+    assert small_bench(tmp_path / "edited").task_hash != bench.task_hash
+
+
+def test_test_episode_holds_each_tasks_images(image_root):
+    """Row t of the harness's batch is test task t: label l's images are class t.classes[l]'s files."""
+    bench = small_bench(image_root, shots=2)
+    ep = bench.family.test_episode(bench)
+    classes = load_image_folder(image_root, image_size=(SIZE, SIZE))
+    assert ep.support_x.shape == (5, 6, 1, SIZE, SIZE) and ep.query_x.shape == (5, 6, 1, SIZE, SIZE)
+    for t, task in enumerate(bench.test_tasks):
+        assert isinstance(task, ImageEpisodeTask)
+        for label, name in enumerate(task.classes):
+            imgs = classes.images[classes.names.index(name)]
+            for shot, j in enumerate(task.support[label]):  # shot-major: point = shot * N + label
+                assert int(ep.support_y[t, shot * 3 + label]) == label
+                assert torch.equal(ep.support_x[t, shot * 3 + label], imgs[j])
+            for q, j in enumerate(task.query[label]):
+                assert int(ep.query_y[t, q * 3 + label]) == label
+                assert torch.equal(ep.query_x[t, q * 3 + label], imgs[j])
+            assert not set(task.support[label]) & set(task.query[label])
 
 
 @pytest.mark.parametrize("name", ["maml", "fomaml", "reptile", "meta-sgd", "pretrained", "scratch"])
 @pytest.mark.parametrize("net", ["conv", "mlp"])
-def test_every_learner_runs_on_images(image_root, name, net):
+def test_every_learner_runs_on_images_through_evaluate(image_root, name, net):
     config = {} if name == "scratch" else {"iterations": 3, "meta_batch_size": 2}
     hidden = {"hidden_sizes": (4, 4)} if net == "conv" else {"hidden_sizes": (16,)}
-    agent = make(name, **config, **hidden)
-    out = evaluate_fewshot_images(agent, image_root, n_way=3, k_shot=1, n_query=2, n_test_classes=3,
-                                  test_episodes=5, inner_steps=2, image_size=(SIZE, SIZE), net=net)
-    assert out["steps"] == [0, 1, 2] and len(out["accuracy"]) == 3
-    assert all(0.0 <= a <= 1.0 for a in out["accuracy"]) and all(np.isfinite(out["loss"]))
-    assert out["chance"] == pytest.approx(1 / 3)
-    assert not set(out["train_classes"]) & set(out["test_classes"])
+    bench = small_bench(image_root, net=net)
+    record = metarl_bench.evaluate(metarl_bench.agent(name, **config, **hidden), bench, seed=0)
+    assert isinstance(record, Record)
+    assert record.returns.shape == (5, 1, 3) and record.curve["x"] == [0.0, 1.0, 2.0]
+    assert np.all((record.returns >= 0) & (record.returns <= 1))
+    # every accuracy is a whole number of the 3 x 2 query labels of an episode
+    assert np.allclose(record.returns * 6, np.round(record.returns * 6), atol=1e-5)
+    final = record.scores["final"]["value"]
+    assert final == pytest.approx(record.returns[:, 0, -1].mean())
+    # normalised by chance (1/3) and perfect accuracy (1)
+    assert record.scores["normalized_final"]["value"] == pytest.approx((final - 1 / 3) / (1 - 1 / 3))
+    assert np.isfinite(record.scores["query_loss_final"]["value"])
+    assert record.benchmark["task_hash"] == bench.task_hash and record.benchmark["lower_is_better"] is False
+    assert record.extra["y_label"] == "query accuracy"
     per_point = 3 * (1 + 2) if name != "reptile" else 3 * 1 * 5  # reptile: K shots per inner step, 5 steps
-    assert out["meta_train_samples"] == (0 if name == "scratch" else 3 * 2 * per_point)
+    assert record.meta_train["env_steps"] == (0 if name == "scratch" else 3 * 2 * per_point)
+
+
+def test_records_save_and_feed_stats_and_plots_but_not_the_leaderboard(image_root, tmp_path):
+    from metarl_bench import leaderboard, plots
+
+    bench = small_bench(image_root)
+    recs = [metarl_bench.evaluate(metarl_bench.agent("scratch"), bench, seed=s, results=tmp_path / "res")
+            for s in (0, 1)]
+    path = tmp_path / "res" / "Images" / "omni-3way-1shot-v0" / "scratch" / "seed-1.json"
+    again = load_record(path)
+    assert np.array_equal(again.returns, recs[1].returns)
+    agg = stats.aggregate(recs, bench, which="final")
+    assert agg.scores.shape == (2, 5) and agg.normalized
+    out = plots.plot_benchmark({"scratch": recs}, bench.id, tmp_path / "plots", bench=bench, formats=("png",))
+    assert out and all(p.exists() for p in out)
+    res = leaderboard.collect(tmp_path / "res")
+    assert any("no benchmark of that name is registered" in p.message for p in res.problems)
 
 
 def test_reference_agents_refuse_images(image_root):
-    classes = load_image_folder(image_root, image_size=(SIZE, SIZE))
-    problem = FewShotImageProblem(classes, list(range(8)), n_way=3)
-    from metarl_bench.supervised import SupervisedEvalContext
-
+    bench = small_bench(image_root)
     for name in ("oracle", "prior-mean"):
-        with pytest.raises(ValueError, match="needs a problem"):
-            make(name).adapter(SupervisedEvalContext(problem, 0, 1, 1))
+        with pytest.raises(ValueError, match="needs"):
+            metarl_bench.evaluate(metarl_bench.agent(name), bench, seed=0)
+
+
+def test_supports_refuses_agents_needing_knowledge_images_lack(image_root):
+    class NeedsBasis(agent_class("scratch", "supervised")):  # type: ignore[misc,valid-type]
+        needs_task_knowledge = ("basis",)
+
+    bench = small_bench(image_root)
+    assert "basis" in NeedsBasis().supports(bench)
+    with pytest.raises(NotSupported, match="needs the tasks' basis"):
+        metarl_bench.evaluate(NeedsBasis(), bench, seed=0)
+    assert NeedsBasis().supports(metarl_bench.benchmark("MetaRL/Sinusoid-K5-smoke-v0")) is None
 
 
 def test_image_training_counts_shots_per_class(image_root):
@@ -160,14 +247,32 @@ def test_image_training_counts_shots_per_class(image_root):
     assert ctx.samples == 5 * 4 * 3
 
 
+def test_maml_adapts_in_one_step_where_scratch_does_not(tmp_path):
+    """MAML's claim: a meta-learned initialisation makes one gradient step enough. Same
+    network, same step size (0.1), one step, unseen classes: MAML vs a random init."""
+    write_images(tmp_path / "omni", classes=9, per_class=8)
+    bench = fewshot_image_benchmark(tmp_path / "omni", ways=3, shots=1, queries=3, test_classes=3,
+                                    test_episodes=100, inner_steps=1, image_size=(SIZE, SIZE), net="mlp")
+    maml = metarl_bench.evaluate(
+        metarl_bench.agent("maml", iterations=150, meta_batch_size=4, inner_lr=0.1, outer_lr=0.005, hidden_sizes=(32,)),
+        bench, seed=0)
+    scratch = metarl_bench.evaluate(metarl_bench.agent("scratch", inner_lr=0.1, hidden_sizes=(32,)), bench, seed=0)
+    acc, base = maml.curve["mean"], scratch.curve["mean"]
+    # 3-way 1-shot: chance (1/3) before adaptation for both
+    assert acc[0] < 0.45 and base[0] < 0.45
+    # after the one step maml is above scratch by more than 4 standard errors of the difference
+    se = float(np.hypot(maml.scores["final"]["se"], scratch.scores["final"]["se"]))
+    assert acc[1] - base[1] > 4 * se
+
+
 @pytest.mark.slow
 def test_maml_learns_to_classify_blobs(tmp_path):
     write_images(tmp_path / "omni", classes=9, per_class=8)
-    out = evaluate_fewshot_images(
-        make("maml", iterations=150, meta_batch_size=4, inner_lr=0.5, outer_lr=0.005, hidden_sizes=(32,)),
-        tmp_path / "omni", n_way=3, k_shot=1, n_query=3, n_test_classes=3, test_episodes=100, inner_steps=3,
-        image_size=(SIZE, SIZE), net="mlp",
-    )
-    # 3-way 1-shot on unseen classes: chance (1/3) before adaptation, about 0.8 after three steps
-    assert out["accuracy"][0] < 0.45
-    assert out["accuracy"][-1] > 0.6
+    bench = fewshot_image_benchmark(tmp_path / "omni", ways=3, shots=1, queries=3, test_classes=3,
+                                    test_episodes=100, inner_steps=3, image_size=(SIZE, SIZE), net="mlp")
+    record = metarl_bench.evaluate(
+        metarl_bench.agent("maml", iterations=150, meta_batch_size=4, inner_lr=0.5, outer_lr=0.005, hidden_sizes=(32,)),
+        bench, seed=0)
+    # 3-way 1-shot on unseen classes: chance (1/3) before adaptation, well above after three steps
+    assert record.curve["mean"][0] < 0.45
+    assert record.curve["mean"][-1] > 0.6
