@@ -12,6 +12,8 @@ from gymnasium import spaces
 if TYPE_CHECKING:
     import torch
 
+    from metarl_bench.benchmarks import Benchmark
+
 # gae runs unchanged on numpy arrays (the speed benchmarks, tests) and torch tensors (the
 # learners); the result has the type of the inputs.
 ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
@@ -26,6 +28,18 @@ def sample_actions(space: spaces.Space, n: int, rng: np.random.Generator) -> np.
         high = np.broadcast_to(space.high, space.shape)
         return rng.uniform(low, high, size=(n, *space.shape)).astype(space.dtype)
     raise TypeError(f"unsupported action space {space}")
+
+
+def fixed_horizon(benchmark: Benchmark, agent: str) -> int:
+    """The episode length ``benchmark``'s family fixes (what ``agent`` plans or batches by);
+    a ``ValueError`` naming both when the family sets none."""
+    horizon = benchmark.family.horizon
+    if horizon is None:
+        raise ValueError(
+            f"{agent} on {benchmark.id}: the family has no fixed horizon (episode length), which {agent} needs; "
+            "run it on a family that sets horizon"
+        )
+    return int(horizon)
 
 
 def advance_episode_clock(t: np.ndarray, active: np.ndarray, done: np.ndarray) -> np.ndarray:

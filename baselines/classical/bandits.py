@@ -16,8 +16,11 @@ from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
+from metarl_bench.benchmarks import Benchmark
+from metarl_bench.envs.bandit import BanditFamily
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
 # Exact dynamic programming is used while the number of canonical posterior states stays
@@ -25,7 +28,7 @@ from metarl_bench.harness import EvalContext, MetaTrainContext
 EXACT_STATE_LIMIT = 200_000
 
 
-def _is_bandit(benchmark: Any) -> str | None:
+def _is_bandit(benchmark: Benchmark) -> str | None:
     if benchmark.family.id.startswith("MetaRL/Bandit"):
         return None
     return "a Bernoulli-bandit algorithm; it runs on the MetaRL/Bandit-* benchmarks only"
@@ -137,8 +140,11 @@ def fh_gittins_table(horizon: int, grid: int = 512) -> np.ndarray:
 class _CountsAdapter(Adapter):
     """Per-run Beta posterior counts; the budget is ``B`` pulls, then final greedy pulls."""
 
-    def __init__(self, ctx: Any, rng: np.random.Generator) -> None:
-        self.k = int(ctx.action_space.n)
+    def __init__(self, ctx: EvalContext, rng: np.random.Generator) -> None:
+        space = ctx.action_space
+        if not isinstance(space, spaces.Discrete):
+            raise TypeError(f"the bandit algorithms pull arms: they need a Discrete action space, got {space}")
+        self.k = int(space.n)
         self.budget = int(ctx.benchmark.protocol.budget_episodes)
         self.rng = rng
 
@@ -183,7 +189,7 @@ class _CountsAdapter(Adapter):
 
 
 class _BayesOptimalAdapter(_CountsAdapter):
-    def __init__(self, ctx: Any, rng: np.random.Generator, method: str) -> None:
+    def __init__(self, ctx: EvalContext, rng: np.random.Generator, method: str) -> None:
         super().__init__(ctx, rng)
         self.method = method
         if method == "exact-dp":
@@ -212,7 +218,7 @@ class _BayesOptimalAdapter(_CountsAdapter):
 
 
 class _UCB1Adapter(_CountsAdapter):
-    def __init__(self, ctx: Any, rng: np.random.Generator, c: float) -> None:
+    def __init__(self, ctx: EvalContext, rng: np.random.Generator, c: float) -> None:
         super().__init__(ctx, rng)
         self.c = c
 
@@ -230,7 +236,7 @@ class _ThompsonAdapter(_CountsAdapter):
 
 
 class _EpsilonGreedyAdapter(_CountsAdapter):
-    def __init__(self, ctx: Any, rng: np.random.Generator, epsilon: float) -> None:
+    def __init__(self, ctx: EvalContext, rng: np.random.Generator, epsilon: float) -> None:
         super().__init__(ctx, rng)
         self.epsilon = epsilon
 
@@ -268,14 +274,20 @@ class BayesOptimalAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     config: BayesOptimalConfig
     description = "Bayes-optimal (exact DP where tractable, finite-horizon Gittins beyond)"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         return _is_bandit(benchmark)
 
-    def configure(self, benchmark: Any) -> AgentConfig:
+    def configure(self, benchmark: Benchmark) -> AgentConfig:
         cfg = super().configure(benchmark)
         assert isinstance(cfg, BayesOptimalConfig)
         if cfg.method == "auto":
-            k, n = benchmark.family.k, benchmark.protocol.budget_episodes
+            family = benchmark.family
+            if not isinstance(family, BanditFamily):
+                raise ValueError(
+                    f"{self.name} on {benchmark.id}: a Bernoulli-bandit algorithm; it needs a MetaRL/Bandit family "
+                    "(it reads the number of arms, k)"
+                )
+            k, n = family.k, benchmark.protocol.budget_episodes
             cfg.method = "exact-dp" if exact_state_count(k, n) <= EXACT_STATE_LIMIT else "gittins"
         return cfg
 
@@ -295,7 +307,7 @@ class GittinsAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     config_cls = NoConfig
     description = "finite-horizon Gittins index"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         return _is_bandit(benchmark)
 
     def adapter(self, ctx: EvalContext) -> Adapter:
@@ -319,7 +331,7 @@ class UCB1Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
     config: UCB1Config
     description = "UCB1, c = sqrt(2)"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         return _is_bandit(benchmark)
 
     def adapter(self, ctx: EvalContext) -> Adapter:
@@ -333,7 +345,7 @@ class ThompsonAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     config_cls = NoConfig
     description = "Thompson sampling, Beta(1,1) prior"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         return _is_bandit(benchmark)
 
     def adapter(self, ctx: EvalContext) -> Adapter:
@@ -360,7 +372,7 @@ class EpsilonGreedyAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     config: EpsilonGreedyConfig
     description = "epsilon-greedy on posterior means, epsilon = 0.1 (bandits, tabular MDPs)"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         from metarl_bench.baselines.classical.psrl import is_tabular_mdp
 
         if is_tabular_mdp(benchmark):

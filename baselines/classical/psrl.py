@@ -16,27 +16,26 @@ the posterior-mean MDP. Planning is batched over all runs with
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from metarl_bench.agents import Adapter, Agent, Transition
-from metarl_bench.baselines.shared import advance_episode_clock
+from metarl_bench.baselines.shared import advance_episode_clock, fixed_horizon
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
-def is_tabular_mdp(benchmark: Any) -> bool:
+def is_tabular_mdp(benchmark: Benchmark) -> bool:
     return bool(benchmark.family.id.startswith("MetaRL/TabularMDP"))
 
 
 class PosteriorMDPAdapter(Adapter):
-    def __init__(self, ctx: Any, mode: str, epsilon: float = 0.0) -> None:
+    def __init__(self, ctx: EvalContext, mode: str, epsilon: float = 0.0) -> None:
         from metarl_bench.envs.tabular_mdp import N_ACTIONS, N_STATES
 
         self.mode, self.epsilon = mode, epsilon
         self.rng = ctx.rng
         self.n_s, self.n_a = N_STATES, N_ACTIONS
-        self.horizon = int(ctx.horizon)
+        self.horizon = fixed_horizon(ctx.benchmark, "psrl" if mode == "psrl" else "epsilon-greedy")
         self.budget = int(ctx.benchmark.protocol.budget_episodes)
 
     def reset(self, groups: np.ndarray) -> None:
@@ -98,7 +97,7 @@ class PSRLAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     name = "psrl"
     description = "posterior sampling RL (Dirichlet/Normal posterior, one sample per episode)"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         return None if is_tabular_mdp(benchmark) else "PSRL runs on the MetaRL/TabularMDP-* benchmarks only"
 
     def adapter(self, ctx: EvalContext) -> Adapter:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from metarl_bench.agents import Adapter, Agent
-from metarl_bench.baselines.shared import advance_episode_clock, sample_actions
+from metarl_bench.baselines.shared import advance_episode_clock, fixed_horizon, sample_actions
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
 class _RandomAdapter(Adapter):
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: EvalContext) -> None:
         self.space = ctx.action_space
         self.rng = ctx.rng
 
@@ -26,7 +28,7 @@ class RandomAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     name = "random"
     description = "uniform random actions"
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         return None if benchmark.family.kind == "rl" else "random is an RL reference"
 
     def adapter(self, ctx: EvalContext) -> Adapter:
@@ -36,10 +38,13 @@ class RandomAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
 class _OracleAdapter(Adapter):
     """Acts optimally from the task features appended to the observation."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: EvalContext) -> None:
         self.family_id = ctx.family.id
-        self.raw_dim = int(np.prod(ctx.observation_space.shape)) - len(ctx.benchmark.test_tasks[0].features())
-        self.horizon = ctx.horizon
+        space = ctx.observation_space
+        if not isinstance(space, spaces.Box):
+            raise TypeError(f"oracle on {ctx.benchmark.id}: needs a Box observation space, got {space}")
+        self.raw_dim = int(np.prod(space.shape)) - len(ctx.benchmark.test_tasks[0].features())
+        self.horizon = fixed_horizon(ctx.benchmark, "oracle")
 
     def reset(self, groups: np.ndarray) -> None:
         super().reset(groups)
@@ -88,7 +93,7 @@ class OracleAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     description = "knows the task; optimal policy"
     _SUPPORTED = ("MetaRL/Bandit", "MetaRL/Navigation2D", "MetaRL/TabularMDP")
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         if benchmark.family.id.startswith(self._SUPPORTED):
             return None
         return f"no cheap optimal policy for {benchmark.family.id}; supported families: {list(self._SUPPORTED)}"

@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from metarl_bench.agents import DivergenceError
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     SupervisedAdapter,
     SupervisedTrainContext,
@@ -236,7 +237,19 @@ def diverged(
     )
 
 
-def check_sample_budget(agent: str, benchmark: Any, iterations: int, per_iteration: int) -> None:
+def protocol_shots(benchmark: Benchmark, agent: str) -> int:
+    """The support examples per task (K) ``benchmark``'s protocol sets; a ``ValueError`` naming
+    the agent when it sets none (an RL benchmark)."""
+    shots = benchmark.protocol.shots
+    if shots is None:
+        raise ValueError(
+            f"agent {agent!r} on {benchmark.id}: the protocol sets no shots (support examples per task); "
+            f"{agent} runs on supervised few-shot benchmarks"
+        )
+    return shots
+
+
+def check_sample_budget(agent: str, benchmark: Benchmark, iterations: int, per_iteration: int) -> None:
     """Refuse, before any work, a config whose meta-training would draw more labelled
     examples than ``benchmark`` allows (``per_iteration`` examples in each of ``iterations``)."""
     need, budget = iterations * per_iteration, benchmark.meta_train_steps

@@ -18,7 +18,6 @@ after three, inf after four).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -36,9 +35,11 @@ from metarl_bench.baselines.fewshot.common import (
     expand_params,
     inner_update,
     params_of,
+    protocol_shots,
     should_log,
     training_iterations,
 )
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     Episode,
     SupervisedAdapter,
@@ -119,10 +120,10 @@ class MetaSGDAgent(SupervisedAgent):
     description = "Meta-SGD (Li et al. 2017)"
     config: MetaSGDConfig
 
-    def check_benchmark(self, benchmark: Any) -> None:
+    def check_benchmark(self, benchmark: Benchmark) -> None:
         # one support and one query set of K shots per task and iteration
         cfg = self.config
-        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * benchmark.protocol.shots)
+        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * protocol_shots(benchmark, self.name))
 
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         cfg = self.config

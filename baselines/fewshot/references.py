@@ -28,9 +28,11 @@ from metarl_bench.baselines.fewshot.common import (
     diverged,
     expand_params,
     params_of,
+    protocol_shots,
     should_log,
     training_iterations,
 )
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     SupervisedAdapter,
     SupervisedAgent,
@@ -72,10 +74,10 @@ class PretrainedAgent(SupervisedAgent):
     description = "pretrained on all training tasks, fine-tuned on the K shots"
     config: PretrainedConfig
 
-    def check_benchmark(self, benchmark: Any) -> None:
+    def check_benchmark(self, benchmark: Benchmark) -> None:
         # a support and a query set of K shots per task and iteration, trained on jointly
         cfg = self.config
-        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * benchmark.protocol.shots)
+        check_sample_budget(self.name, benchmark, cfg.iterations, cfg.meta_batch_size * 2 * protocol_shots(benchmark, self.name))
 
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         cfg = self.config

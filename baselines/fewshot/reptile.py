@@ -14,7 +14,6 @@ time the adapter takes SGD steps with ``inner_lr`` on the K support points.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -30,9 +29,11 @@ from metarl_bench.baselines.fewshot.common import (
     diverged,
     inner_update,
     params_of,
+    protocol_shots,
     should_log,
     training_iterations,
 )
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     Episode,
     SupervisedAdapter,
@@ -101,11 +102,11 @@ class ReptileAgent(SupervisedAgent):
     description = "Reptile (Nichol et al. 2018)"
     config: ReptileConfig
 
-    def check_benchmark(self, benchmark: Any) -> None:
+    def check_benchmark(self, benchmark: Benchmark) -> None:
         # inner_steps fresh support sets of K shots per task and iteration, no query set
         cfg = self.config
         check_sample_budget(self.name, benchmark, cfg.iterations,
-                            cfg.meta_batch_size * cfg.inner_steps * benchmark.protocol.shots)
+                            cfg.meta_batch_size * cfg.inner_steps * protocol_shots(benchmark, self.name))
 
     def meta_train(self, ctx: SupervisedTrainContext) -> None:
         cfg = self.config

@@ -41,6 +41,8 @@ from metarl_bench.baselines.gradient.common import (
     torch_generator,
     torch_threads,
 )
+from metarl_bench.baselines.shared import fixed_horizon
+from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
@@ -136,12 +138,12 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
     config: MAMLConfig
     divergence_fix: ClassVar[str] = "Lower fast_lr, or check the environment's rewards for NaN or huge values."
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         if benchmark.family.kind != "rl":
             return "an RL meta-learner"
         return None
 
-    def check_benchmark(self, benchmark: Any) -> None:
+    def check_benchmark(self, benchmark: Benchmark) -> None:
         """The test-time stage (``fast_batch_size`` episodes) must divide the benchmark's
         budget of episodes, and one meta-iteration must fit its meta-training budget."""
         if benchmark.family.kind != "rl":
@@ -161,13 +163,13 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
                 "or num_steps"
             )
 
-    def steps_per_iteration(self, benchmark: Any) -> int:
+    def steps_per_iteration(self, benchmark: Benchmark) -> int:
         """The env steps one meta-iteration may take (whole-horizon episodes)."""
         cfg = self.config
         return (cfg.num_steps + 1) * cfg.meta_batch_size * cfg.fast_batch_size * (benchmark.family.horizon or 1)
 
     # -- construction --------------------------------------------------------------------
-    def _build(self, ctx: Any, observation_space: Any, action_space: Any) -> None:
+    def _build(self, ctx: MetaTrainContext | EvalContext, observation_space: Any, action_space: Any) -> None:
         seeds = np.random.SeedSequence(ctx.seed).generate_state(2)
         self.policy = make_policy(
             observation_space,
@@ -206,15 +208,16 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
 
         return act
 
-    def _collect(self, ctx: Any, venv: Any, params: Params | None, groups: int) -> Episodes:
+    def _collect(self, ctx: MetaTrainContext, venv: Any, params: Params | None, groups: int) -> Episodes:
         seed = int(ctx.rng.integers(0, 2**31 - 1))
-        return collect_episodes(venv, self._act_fn(params, groups), ctx.family.horizon, seed=seed)
+        horizon = fixed_horizon(ctx.benchmark, self.name)
+        return collect_episodes(venv, self._act_fn(params, groups), horizon, seed=seed)
 
     def _batch(self, episodes: Episodes, groups: int) -> GroupBatch:
         return group_batch(episodes, groups, self.config.gamma, self.config.gae_lambda)
 
     def sample_meta_batch(
-        self, ctx: Any, venv: Any, timing: dict[str, float], iteration: int = 0
+        self, ctx: MetaTrainContext, venv: Any, timing: dict[str, float], iteration: int = 0
     ) -> tuple[list[GroupBatch], GroupBatch, list[Episodes], Episodes]:
         """Tasks of this meta-batch are set on ``venv``; sample ``num_steps`` train batches
         (each with the policy adapted so far, first-order for sampling only, as
@@ -267,7 +270,7 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
         with torch_threads(self.config.torch_threads):
             self._meta_train(ctx)
 
-    def _start_training(self, ctx: Any) -> Any:
+    def _start_training(self, ctx: MetaTrainContext) -> Any:
         """Build the policy (and optimiser) and return the vector env of one meta-batch:
         ``meta_batch_size`` tasks x ``fast_batch_size`` episodes."""
         cfg = self.config
@@ -276,13 +279,13 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
         self._setup_optimiser()
         return venv
 
-    def _next_meta_batch(self, ctx: Any, venv: Any) -> None:
+    def _next_meta_batch(self, ctx: MetaTrainContext, venv: Any) -> None:
         """Draw ``meta_batch_size`` training tasks and give each ``fast_batch_size`` sub-envs."""
         m, e = self.config.meta_batch_size, self.config.fast_batch_size
         idx = ctx.rng.choice(len(ctx.train_tasks), size=m, replace=len(ctx.train_tasks) < m)
         venv.set_tasks([ctx.train_tasks[int(i)] for i in idx for _ in range(e)])
 
-    def _meta_train(self, ctx: Any) -> None:
+    def _meta_train(self, ctx: MetaTrainContext) -> None:
         cfg = self.config
         venv = self._start_training(ctx)
         per_iteration = (cfg.num_steps + 1) * venv.num_envs * (ctx.family.horizon or 1)
@@ -318,7 +321,7 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
             self._build_untrained(ctx)
         return PolicyGradientAdapter(self.policy, self.config, ctx)
 
-    def _build_untrained(self, ctx: Any) -> None:
+    def _build_untrained(self, ctx: EvalContext) -> None:
         """Adapter without meta-training (a benchmark with no budget): the initial policy."""
         self._build(ctx, ctx.observation_space, ctx.action_space)
 
@@ -336,7 +339,7 @@ class PolicyGradientAdapter(Adapter):
 
     max_samples_per_chunk = 400_000  # bounds the memory of one batched backward pass
 
-    def __init__(self, policy: MLPPolicy, config: MAMLConfig, ctx: Any) -> None:
+    def __init__(self, policy: MLPPolicy, config: MAMLConfig, ctx: EvalContext) -> None:
         self.policy = policy
         self.config = config
         self.episodes_per_stage = int(config.fast_batch_size)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ import torch
 from metarl_bench.agents import positive
 from metarl_bench.baselines.gradient.common import Params, any_nonfinite, stack_params
 from metarl_bench.baselines.gradient.meta_learner import GradientMetaLearner, MAMLConfig
+from metarl_bench.benchmarks import Benchmark
+from metarl_bench.harness import MetaTrainContext
 
 
 @dataclass
@@ -61,12 +63,12 @@ class ReptileRL(GradientMetaLearner):
     description = "Reptile: k inner policy-gradient steps per task, move towards the adapted parameters"
     divergence_fix = "Lower fast_lr or meta_lr, or check the environment's rewards for NaN or huge values."
 
-    def steps_per_iteration(self, benchmark: Any) -> int:
+    def steps_per_iteration(self, benchmark: Benchmark) -> int:
         """The env steps one meta-iteration may take: ``num_steps`` batches, no separate validation batch."""
         cfg = self.config
         return cfg.num_steps * cfg.meta_batch_size * cfg.fast_batch_size * (benchmark.family.horizon or 1)
 
-    def _meta_train(self, ctx: Any) -> None:
+    def _meta_train(self, ctx: MetaTrainContext) -> None:
         cfg = self.config
         m = cfg.meta_batch_size
         venv = self._start_training(ctx)

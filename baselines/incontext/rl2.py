@@ -46,7 +46,7 @@ from gymnasium import spaces
 from torch import nn
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
-from metarl_bench.baselines.shared import gae
+from metarl_bench.baselines.shared import fixed_horizon, gae
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
@@ -570,32 +570,21 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         assert isinstance(self.config, RL2Config)
         return self.config
 
-    def supports(self, benchmark: Any) -> str | None:
+    def supports(self, benchmark: Benchmark) -> str | None:
         if benchmark.family.kind != "rl":
             return "rl2 is an RL agent"
         if benchmark.family.horizon is None:
             return "rl2 needs a family with a fixed horizon"
         return None
 
-    @staticmethod
-    def horizon(benchmark: Benchmark) -> int:
-        """The family's fixed episode length (a trial is whole episodes of it)."""
-        horizon = benchmark.family.horizon
-        if horizon is None:
-            raise ValueError(
-                f"rl2 on {benchmark.id}: the family has no fixed horizon, and rl2's trials are whole episodes of "
-                "a fixed length; run it on a family that sets horizon"
-            )
-        return int(horizon)
-
-    def trial_episodes(self, benchmark: Any) -> int:
+    def trial_episodes(self, benchmark: Benchmark) -> int:
         """Episodes of one training trial (see ``RL2Config.trial_episodes``)."""
         if self.cfg.trial_episodes:
             return self.cfg.trial_episodes
         proto = benchmark.protocol
         return proto.budget_episodes + (proto.final_episodes if benchmark.headline == "final" else 0)
 
-    def check_benchmark(self, benchmark: Any) -> None:
+    def check_benchmark(self, benchmark: Benchmark) -> None:
         """Before any work: the trial fits whole-trial BPTT (or is chunked) and one PPO update
         fits the meta-training budget."""
         if benchmark.family.kind != "rl" or benchmark.family.horizon is None:
@@ -603,10 +592,10 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         self.check_bptt(benchmark)
         self.updates(benchmark, benchmark.meta_train_steps)
 
-    def updates(self, benchmark: Any, steps_left: int) -> int:
+    def updates(self, benchmark: Benchmark, steps_left: int) -> int:
         """PPO updates that fit ``steps_left`` env steps (and ``train_env_steps``); at least 1, else ``ValueError``."""
         cfg = self.cfg
-        episodes, horizon = self.trial_episodes(benchmark), self.horizon(benchmark)
+        episodes, horizon = self.trial_episodes(benchmark), fixed_horizon(benchmark, "rl2")
         steps_per_update = cfg.num_trials * episodes * horizon
         budget = min(cfg.train_env_steps, steps_left)
         if budget < steps_per_update:
@@ -617,10 +606,10 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
             )
         return budget // steps_per_update
 
-    def check_bptt(self, benchmark: Any) -> None:
+    def check_bptt(self, benchmark: Benchmark) -> None:
         """Refuse a trial longer than ``max_bptt_steps`` unless BPTT is chunked."""
         cfg = self.cfg
-        horizon = self.horizon(benchmark)
+        horizon = fixed_horizon(benchmark, "rl2")
         steps = self.trial_episodes(benchmark) * horizon
         if cfg.bptt_chunk == 0 and steps > cfg.max_bptt_steps:
             chunk = max(horizon, cfg.max_bptt_steps // horizon * horizon)  # whole episodes that fit
@@ -635,7 +624,7 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         bench = ctx.benchmark
         self.check_bptt(bench)
         episodes = self.trial_episodes(bench)
-        horizon = self.horizon(bench)
+        horizon = fixed_horizon(bench, "rl2")
         n = cfg.num_trials
         num_updates = self.updates(bench, ctx.steps_left)
         seeds = np.random.SeedSequence(ctx.seed).generate_state(3)
