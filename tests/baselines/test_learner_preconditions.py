@@ -6,6 +6,7 @@ attribute lookup."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -21,9 +22,11 @@ NO_HORIZON = r"on Test/NoHorizon-v0: the family has no fixed horizon"
 def _no_horizon(benchmark_id: str):
     """``benchmark_id`` as ``Test/NoHorizon-v0``, its family's horizon unset (the envs keep theirs)."""
     base = metarl_bench.benchmark(benchmark_id)
-    family = base.family
+    family = copy.copy(base.family)  # a copy: the registry hands out shared family instances
     family.horizon = None  # an instance attribute: hides the class's horizon from the learners
-    return dataclasses.replace(base, id="Test/NoHorizon-v0", family_factory=lambda: family)
+    bench = dataclasses.replace(base, id="Test/NoHorizon-v0", family_factory=lambda: family)
+    assert metarl_bench.benchmark(benchmark_id).family.horizon is not None  # the registry's is untouched
+    return bench
 
 
 @pytest.mark.parametrize("call", ["check_bptt", "updates", "meta_train"])
