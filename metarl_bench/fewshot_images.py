@@ -207,6 +207,7 @@ class ImageFolderFamily:
                  net: str, id: str) -> None:
         self.classes = classes
         self.ways, self.shots, self.queries = ways, shots, queries
+        self.points_per_shot = ways  # labelled images per shot (one per class), as FewShotImageProblem counts
         self.n_test_classes = n_test_classes
         self.net = net
         self.id = id
