@@ -223,8 +223,8 @@ def test_records_save_and_feed_stats_and_plots_but_not_the_leaderboard(image_roo
 
 def test_reference_agents_refuse_images(image_root):
     bench = small_bench(image_root)
-    for name in ("oracle", "prior-mean"):
-        with pytest.raises(ValueError, match="needs"):
+    for name in ("oracle", "prior-mean"):  # refused before any work, naming what the data lacks
+        with pytest.raises(NotSupported, match="needs the tasks'"):
             metarl_bench.evaluate(metarl_bench.agent(name), bench, seed=0)
 
 
@@ -276,3 +276,12 @@ def test_maml_learns_to_classify_blobs(tmp_path):
     # 3-way 1-shot on unseen classes: chance (1/3) before adaptation, well above after three steps
     assert record.curve["mean"][0] < 0.45
     assert record.curve["mean"][-1] > 0.6
+
+
+def test_a_budget_too_small_for_the_images_is_refused_before_training(image_root):
+    # maml draws a support and a query set of K shots per task and iteration, and a shot of a
+    # 3-way task is 3 images: 5 iterations x 2 tasks x 2 x 1 shot x 3 ways = 60 images > 59.
+    bench = small_bench(image_root, meta_train_examples=59)
+    agent = metarl_bench.agent("maml", iterations=5, meta_batch_size=2)
+    with pytest.raises(ValueError, match="over the meta-training budget"):
+        metarl_bench.evaluate(agent, bench, seed=0)

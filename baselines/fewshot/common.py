@@ -251,7 +251,9 @@ def protocol_shots(benchmark: Benchmark, agent: str) -> int:
 
 def check_sample_budget(agent: str, benchmark: Benchmark, iterations: int, per_iteration: int) -> None:
     """Refuse, before any work, a config whose meta-training would draw more labelled
-    examples than ``benchmark`` allows (``per_iteration`` examples in each of ``iterations``)."""
+    examples than ``benchmark`` allows (``per_iteration`` shots in each of ``iterations``;
+    a classification shot is one example per class, ``points_per_shot``)."""
+    per_iteration *= int(getattr(benchmark.family, "points_per_shot", 1))
     need, budget = iterations * per_iteration, benchmark.meta_train_steps
     if need > budget:
         raise ValueError(

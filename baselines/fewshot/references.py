@@ -164,6 +164,7 @@ class SupervisedOracleAgent(SupervisedAgent):
 
     name = "oracle"
     description = "least squares on [sin x, cos x] (knows the function class)"
+    needs_task_knowledge = ("basis",)  # refused up front where the data has no known basis (images)
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         return _LeastSquaresAdapter(_require(ctx.problem, "basis", self.name))
@@ -185,6 +186,7 @@ class PriorMeanAgent(SupervisedAgent):
 
     name = "prior-mean"
     description = "the task distribution's mean function; no adaptation"
+    needs_task_knowledge = ("prior_mean",)
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         return _PriorMeanAdapter(_require(ctx.problem, "prior_mean", self.name))
