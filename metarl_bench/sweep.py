@@ -187,31 +187,50 @@ def claim(path: Path, wait: bool) -> Iterator[None]:
         return
     lock = path.with_name(f".{path.stem}.claim")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+
+    def is_current(fd: int) -> bool:  # the file we locked is still the claim (not removed by its holder)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise JobBusy(f"{path} is being computed by {holder}") from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            return os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the holder removed the file as we locked it: lock the new one
+            return False
+
+    fd: int | None = None
+    held = False
+    # One try around acquiring too: a Ctrl-C between creating the claim file and locking it
+    # (a sweep is often stopped right after a record is written, as the next claim starts)
+    # must not leave the file behind.
     try:
+        while True:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                fd = None
+                raise JobBusy(f"{path} is being computed by {holder}") from None
+            if is_current(fd):
+                held = True
+                break
+            os.close(fd)  # the holder removed the file as we locked it: lock the new one
+            fd = None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         yield
     finally:
-        try:
-            os.unlink(lock)
-        except FileNotFoundError:
-            pass
-        os.close(fd)
+        if fd is not None:
+            if not held:  # interrupted before the lock was ours: remove the file only if nobody holds it
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = is_current(fd)
+                except OSError:
+                    pass
+            if held:
+                try:
+                    os.unlink(lock)
+                except FileNotFoundError:
+                    pass
+            os.close(fd)
 
 
 def run_job(

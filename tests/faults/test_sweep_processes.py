@@ -290,3 +290,27 @@ def test_an_interrupt_while_jobs_are_being_queued_stops_at_once(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         run_sweep(jobs, tmp_path, workers=2)
     assert time.monotonic() - t < 10.0  # the 4 queued 30-second jobs were not waited for
+
+
+@linux_only
+def test_an_interrupt_while_claiming_a_job_leaves_no_claim_file(tmp_path, monkeypatch):
+    """A sweep is often stopped right after it writes a record, as it claims the next job:
+    a Ctrl-C between creating the claim file and locking it must not leave the file."""
+    import fcntl
+
+    real, calls = fcntl.flock, {"n": 0}
+
+    def flock(fd, op):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with pytest.raises(KeyboardInterrupt):
+        with claim(tmp_path / "seed-0.json", wait=False):
+            pass
+    assert list(tmp_path.iterdir()) == []
+    with claim(tmp_path / "seed-0.json", wait=False):  # and the job can be claimed again
+        pass
+    assert list(tmp_path.iterdir()) == []
