@@ -41,6 +41,7 @@ from metarl_bench.results import (
     format_differences,
     load_record,
     record_path,
+    signals_deferred,
 )
 
 RAY_INIT_TIMEOUT_S = 60.0
@@ -373,8 +374,11 @@ def run_sweep(
         # point from the first submit on (workers start and finish jobs while the rest are queued).
         try:
             futures: dict[Future[str], Job] = {}
-            for j in todo:
-                futures[pool.submit(run_job, j, results, False, force, checkpoints)] = j
+            # submit holds the pool's shutdown lock, which stopping the pool takes again: a signal
+            # raised inside it would deadlock the stop, so signals wait until the jobs are queued.
+            with signals_deferred():
+                for j in todo:
+                    futures[pool.submit(run_job, j, results, False, force, checkpoints)] = j
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -382,7 +386,8 @@ def run_sweep(
                     err = fut.exception()
                     job = futures[fut]
                     if isinstance(err, JobBusy):  # claimed elsewhere: wait for it after the rest
-                        again = pool.submit(run_job, job, results, True, force, checkpoints)
+                        with signals_deferred():
+                            again = pool.submit(run_job, job, results, True, force, checkpoints)
                         futures[again] = job
                         pending.add(again)
                         continue

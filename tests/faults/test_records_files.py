@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,22 @@ def test_a_bad_record_does_not_block_compare_of_other_agents(tmp_path, capsys):
     assert main(["compare", "thompson", "random", "--benchmark", SMOKE, "--results", str(tmp_path)]) == 0
     assert main(["compare", "ucb1", "random", "--benchmark", SMOKE, "--results", str(tmp_path)]) != 0
     assert f"{bad}: not UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_a_ctrl_c_during_a_record_write_lands_after_it(tmp_path, monkeypatch):
+    """A Ctrl-C right after the temporary file is created (before any cleanup could be set up)
+    is held until the write is complete: the record is whole and no .tmp-* file is left."""
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        out = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # Python raises it at the next chance it gets
+        return out
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    target = tmp_path / "seed-0.json"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(target, "{}")
+    assert target.read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["seed-0.json"]
