@@ -176,7 +176,12 @@ def test_a_ctrl_c_during_a_record_write_lands_after_it(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     target = tmp_path / "seed-0.json"
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write_text(target, "{}")
+    # Python's own Ctrl-C handler, as in the CLI (a pytest-xdist worker ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_text(target, "{}")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert target.read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["seed-0.json"]
