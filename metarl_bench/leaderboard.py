@@ -57,7 +57,6 @@ from metarl_bench.results import (
     record_path,
 )
 
-Z95 = 1.959963984540054
 PLOTS_DIR = "plots"
 _PLOT_KINDS = ("curves", "profiles")
 MIN_SEEDS = 3  # rows with fewer seeds are flagged
@@ -366,15 +365,6 @@ def _decimals(half: float, value: float) -> int:
     if math.isfinite(value) and value != 0:
         return int(min(6, max(0, 3 - math.floor(math.log10(abs(value))))))
     return 2
-
-
-def fmt_pm(mean: float, se: float) -> str:
-    """``mean ± 1.96 se``, rounded to the CI's precision; ``—`` when undefined."""
-    if not math.isfinite(mean):
-        return "—"
-    half = Z95 * se if math.isfinite(se) else float("nan")
-    d = _decimals(half, mean)
-    return f"{mean:.{d}f} ± {half:.{d}f}" if math.isfinite(half) else f"{mean:.{d}f}"
 
 
 def fmt_ci(iv: stats.Interval | None) -> str:
