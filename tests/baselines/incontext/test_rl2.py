@@ -492,7 +492,7 @@ def test_no_bandit_score_beats_bayes_optimal():
     bench = metarl_bench.benchmark("MetaRL/Bandit-k5-n10-v0")
     rec = metarl_bench.evaluate(metarl_bench.agent("rl2", train_env_steps=1_000_000), bench, seed=0)
     scored.append((bench.id, rec.scores["online"]))
-    root = Path(__file__).resolve().parents[1] / "results"
+    root = Path(__file__).resolve().parents[3] / "results"
     for bid in BAYES:  # the committed records too
         for path in sorted(record_path(root, bid, "rl2", 0).parent.glob("seed-*.json")):
             scored.append((bid, load_record(path).scores["online"]))
