@@ -1,4 +1,5 @@
-"""Few-shot image classification: the folder loader, N-way K-shot episodes, learners on images."""
+"""Few-shot image classification (:mod:`metarl_bench.fewshot_images`): the folder loader, N-way
+K-shot episodes, the benchmark over a folder, and every learner on it through ``evaluate``."""
 
 from __future__ import annotations
 
@@ -23,28 +24,11 @@ from metarl_bench.supervised import SupervisedTrainContext
 
 torch.set_num_threads(1)
 
-SIZE = 8
-
-
-def write_images(root, classes: int = 8, per_class: int = 6, nested: bool = True, seed: int = 0) -> None:
-    """A tiny Omniglot-like set: class c is a dark 3x3 blob at its own position on white, plus noise.
-
-    Nested as ``alphabet_<a>/character_<c>/<i>.png`` (Omniglot's layout) when ``nested``.
-    """
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        folder = root / f"alphabet_{c % 2}" / f"character_{c:02d}" if nested else root / f"class_{c:02d}"
-        folder.mkdir(parents=True)
-        r, q = divmod(c, 3)
-        for i in range(per_class):
-            img = np.full((SIZE, SIZE), 255.0)
-            img[2 * r : 2 * r + 3, 2 * q + 1 : 2 * q + 4] = 0.0
-            img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255)
-            Image.fromarray(img.astype(np.uint8), mode="L").save(folder / f"{i}.png")
+SIZE = 8  # the side of the images write_images draws (tests/conftest.py)
 
 
 @pytest.fixture
-def image_root(tmp_path):
+def image_root(tmp_path, write_images):
     write_images(tmp_path / "omni")
     return tmp_path / "omni"
 
@@ -64,7 +48,7 @@ def test_loader_reads_nested_class_folders(image_root):
     assert float(im[:, 0, 0:3, 1:4].mean()) > 0.8 and float(im[:, 0, 6:, 6:].mean()) < 0.2
 
 
-def test_flat_layout_and_resize(tmp_path):
+def test_flat_layout_and_resize(tmp_path, write_images):
     write_images(tmp_path / "flat", classes=3, per_class=2, nested=False)
     classes = load_image_folder(tmp_path / "flat", image_size=(5, 4))
     assert classes.names == ["class_00", "class_01", "class_02"]
@@ -103,7 +87,7 @@ def test_too_few_classes_is_an_error_with_counts(image_root):
         FewShotImageProblem(classes, [0, 1, 2], n_way=5)
 
 
-def test_too_few_images_names_the_class_and_counts(tmp_path):
+def test_too_few_images_names_the_class_and_counts(tmp_path, write_images):
     write_images(tmp_path / "omni", classes=4, per_class=6)
     (tmp_path / "omni" / "alphabet_1" / "character_03" / "5.png").unlink()
     classes = load_image_folder(tmp_path / "omni", image_size=(SIZE, SIZE))
@@ -114,7 +98,7 @@ def test_too_few_images_names_the_class_and_counts(tmp_path):
     problem.sample(1, 1, 4, np.random.default_rng(0))  # 5 images are enough for 1 + 4
 
 
-def test_bad_folders(tmp_path):
+def test_bad_folders(tmp_path, write_images):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_image_folder(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -136,7 +120,7 @@ def test_benchmark_needs_enough_classes_for_disjoint_splits(image_root):
         fewshot_image_benchmark(image_root, ways=5, image_size=(SIZE, SIZE))
 
 
-def test_benchmark_splits_classes_and_hashes_them(image_root, tmp_path):
+def test_benchmark_splits_classes_and_hashes_them(image_root, tmp_path, write_images):
     bench = small_bench(image_root)
     assert bench.family.kind == "supervised" and bench.headline == "final" and not bench.lower_is_better
     assert bench.id == "Images/omni-3way-1shot-v0" and bench.version == 0
@@ -245,37 +229,6 @@ def test_image_training_counts_shots_per_class(image_root):
     ctx = SupervisedTrainContext(problem, seed=0, shots=1, query_shots=2, budget_samples=10**6)
     ctx.sample(5)
     assert ctx.samples == 5 * 4 * 3
-
-
-def test_maml_adapts_in_one_step_where_scratch_does_not(tmp_path):
-    """MAML's claim: a meta-learned initialisation makes one gradient step enough. Same
-    network, same step size (0.1), one step, unseen classes: MAML vs a random init."""
-    write_images(tmp_path / "omni", classes=9, per_class=8)
-    bench = fewshot_image_benchmark(tmp_path / "omni", ways=3, shots=1, queries=3, test_classes=3,
-                                    test_episodes=100, inner_steps=1, image_size=(SIZE, SIZE), net="mlp")
-    maml = metarl_bench.evaluate(
-        metarl_bench.agent("maml", iterations=150, meta_batch_size=4, inner_lr=0.1, outer_lr=0.005, hidden_sizes=(32,)),
-        bench, seed=0)
-    scratch = metarl_bench.evaluate(metarl_bench.agent("scratch", inner_lr=0.1, hidden_sizes=(32,)), bench, seed=0)
-    acc, base = maml.curve["mean"], scratch.curve["mean"]
-    # 3-way 1-shot: chance (1/3) before adaptation for both
-    assert acc[0] < 0.45 and base[0] < 0.45
-    # after the one step maml is above scratch by more than 4 standard errors of the difference
-    se = float(np.hypot(maml.scores["final"]["se"], scratch.scores["final"]["se"]))
-    assert acc[1] - base[1] > 4 * se
-
-
-@pytest.mark.slow
-def test_maml_learns_to_classify_blobs(tmp_path):
-    write_images(tmp_path / "omni", classes=9, per_class=8)
-    bench = fewshot_image_benchmark(tmp_path / "omni", ways=3, shots=1, queries=3, test_classes=3,
-                                    test_episodes=100, inner_steps=3, image_size=(SIZE, SIZE), net="mlp")
-    record = metarl_bench.evaluate(
-        metarl_bench.agent("maml", iterations=150, meta_batch_size=4, inner_lr=0.5, outer_lr=0.005, hidden_sizes=(32,)),
-        bench, seed=0)
-    # 3-way 1-shot on unseen classes: chance (1/3) before adaptation, well above after three steps
-    assert record.curve["mean"][0] < 0.45
-    assert record.curve["mean"][-1] > 0.6
 
 
 def test_a_budget_too_small_for_the_images_is_refused_before_training(image_root):

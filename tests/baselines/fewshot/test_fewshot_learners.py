@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -16,8 +13,7 @@ from metarl_bench.baselines.fewshot.maml import SupervisedMAMLConfig, outer_loss
 from metarl_bench.baselines.fewshot.metasgd import MetaSGDConfig, MetaSGDLearner
 from metarl_bench.baselines.fewshot.metasgd import outer_loss as metasgd_outer_loss
 from metarl_bench.baselines.fewshot.reptile import inner_loop, reptile_update_
-from metarl_bench.envs.sinusoid import SinusoidFamily, SinusoidTask
-from metarl_bench.results import load_record
+from metarl_bench.envs.sinusoid import SinusoidFamily
 from metarl_bench.supervised import (
     Episode,
     SinusoidProblem,
@@ -25,9 +21,7 @@ from metarl_bench.supervised import (
     SupervisedTrainContext,
     adaptation_curve,
     evaluate_supervised,
-    evaluation_episode,
     query_grid,
-    take_support,
 )
 
 torch.set_num_threads(1)
@@ -53,75 +47,6 @@ def tiny_problem() -> tuple[SinusoidProblem, Episode]:
 
 def tiny_net() -> MLP:
     return MLP(1, (6, 5), 1, torch.Generator().manual_seed(4)).double()
-
-
-# --- family --------------------------------------------------------------------------------
-
-
-def test_task_validation_and_round_trip():
-    fam = metarl_bench.family("MetaRL/Sinusoid-v0")
-    assert fam.kind == "supervised"
-    tasks = fam.sample_tasks(20, np.random.default_rng(0))
-    assert tasks == fam.sample_tasks(20, np.random.default_rng(0))
-    for t in tasks:
-        assert 0.1 <= t.amplitude <= 5.0 and 0.0 <= t.phase <= math.pi
-        assert fam.task_from_dict(json.loads(json.dumps(t.to_dict()))) == t
-    with pytest.raises(ValueError, match="amplitude"):
-        SinusoidTask(amplitude=6.0, phase=0.0)
-    with pytest.raises(ValueError, match="phase"):
-        SinusoidTask(amplitude=1.0, phase=-0.1)
-    with pytest.raises(TypeError, match="Generator"):
-        fam.sample_inputs(3, np.random.RandomState(0))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="supervised"):
-        fam.make_env()
-
-
-def test_support_sampler_and_targets():
-    fam = SinusoidFamily()
-    tasks = [SinusoidTask(2.0, 0.5), SinusoidTask(0.5, 3.0)]
-    x, y = fam.sample_support(tasks, 7, np.random.default_rng(5))
-    x2, _ = fam.sample_support(tasks, 7, np.random.default_rng(5))
-    assert x.shape == y.shape == (2, 7) and np.array_equal(x, x2)
-    assert x.min() >= -5 and x.max() <= 5
-    np.testing.assert_allclose(y[1], 0.5 * np.sin(x[1] - 3.0))
-    with pytest.raises(ValueError, match="k"):
-        fam.sample_support(tasks, 0, np.random.default_rng(0))
-
-
-def test_prior_mean_floor_is_exact():
-    fam = SinusoidFamily()
-    assert fam.prior_mean_mse() == pytest.approx(3.00567, abs=1e-4)  # the prior-mean predictor's floor: about 3.006
-    # the closed form on U[-5, 5] agrees with a dense grid, and E[y | x] with a Monte Carlo average
-    assert fam.prior_mean_mse(np.linspace(-5, 5, 200_001)) == pytest.approx(fam.prior_mean_mse(), abs=1e-4)
-    tasks = fam.sample_tasks(40_000, np.random.default_rng(0))
-    xs = np.array([-4.0, -1.0, 0.0, 2.5])
-    ys = fam.targets(tasks, np.broadcast_to(xs, (len(tasks), 4)))
-    np.testing.assert_allclose(ys.mean(axis=0), fam.prior_mean(xs), atol=0.05)  # 5 standard errors
-    np.testing.assert_allclose(ys.var(axis=0), fam.prior_variance(xs), rtol=0.05)
-
-
-# --- benchmarks ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("k", [5, 10, 20])
-def test_benchmark_definitions(k):
-    b = metarl_bench.benchmark(f"MetaRL/Sinusoid-K{k}-v0")
-    assert b.protocol.shots == k and b.protocol.inner_steps == 10
-    assert b.lower_is_better and b.headline == "final"
-    assert len(b.test_tasks) >= 1000
-    assert not set(b.train_tasks) & set(b.test_tasks)
-    floor = SinusoidFamily.prior_mean_mse(query_grid())
-    assert b.references["random"]["final"] == pytest.approx(floor) and floor == pytest.approx(3.0158, abs=1e-3)
-    assert b.references["oracle"]["final"] == 0.0
-
-
-def test_test_episode_fixed_by_benchmark():
-    b = metarl_bench.benchmark(SMOKE)
-    e1, e2 = evaluation_episode(b), evaluation_episode(b)
-    n = len(b.test_tasks) * b.protocol.runs_per_task
-    assert e1.support_x.shape == (n, 10, 1) and e1.query_x.shape == (n, 100, 1)
-    assert torch.equal(e1.support_x, e2.support_x)
-    assert not torch.equal(e1.support_x[0], e1.support_x[1])  # independent runs see different points
 
 
 # --- mathematics ---------------------------------------------------------------------------
@@ -263,7 +188,7 @@ def test_batched_adapter_matches_single_task_sgd():
     assert expand_params(params_of(net), 3)["w0"].shape == (3, 6, 1)
 
 
-# --- references and the harness ------------------------------------------------------------
+# --- references, determinism, configs ------------------------------------------------------------
 
 
 def test_oracle_is_exact_for_two_or_more_shots():
@@ -276,40 +201,6 @@ def test_oracle_is_exact_for_two_or_more_shots():
         ep = Episode(*(torch.as_tensor(a, dtype=torch.float32).unsqueeze(-1) for a in (xs, ys, xq, fam.targets(tasks, xq))))
         ad = make("oracle").adapter(SupervisedEvalContext(problem, 0, k, 10))
         assert adaptation_curve(ad, ep, 2, "mse")["loss"].max() < 1e-8
-
-
-def test_no_agent_beats_the_oracle_or_the_prior_floor_without_adaptation():
-    b = metarl_bench.benchmark(SMOKE)
-    prior = evaluate_supervised(make("prior-mean"), b, seed=0)
-    prior_mse = prior.returns[:, :, 0]
-    assert prior.scores["normalized_final"]["value"] == pytest.approx(0.0, abs=3 * prior.scores["normalized_final"]["se"])
-    oracle = evaluate_supervised(make("oracle"), b, seed=0)
-    assert oracle.scores["final"]["value"] < 1e-8 and oracle.scores["normalized_final"]["value"] == pytest.approx(1.0)
-    for name in LEARNERS:
-        agent = make(name, **SHORT[name])
-        agent.configure(b)
-        rec = evaluate_supervised(agent, b, seed=0)
-        assert rec.returns.min() >= 0.0  # no MSE below the oracle's 0
-        # before any step, no predictor beats the prior mean on average (paired, 3 standard errors)
-        diff = (rec.returns[:, :, 0] - prior_mse).mean(axis=1)
-        assert diff.mean() > -3 * diff.std(ddof=1) / math.sqrt(len(diff)), name
-
-
-def test_record_layout_and_round_trip(tmp_path):
-    agent = make("maml", iterations=5)
-    rec = metarl_bench.evaluate(agent, SMOKE, seed=3, results=tmp_path)
-    b = metarl_bench.benchmark(SMOKE)
-    assert rec.returns.shape == (len(b.test_tasks), b.protocol.runs_per_task, 11)
-    assert rec.x.tolist() == list(range(11)) and rec.phase == ["budget"] * 10 + ["final"]
-    assert rec.curve["x"] == [float(i) for i in range(11)]
-    assert rec.scores["final"]["value"] == pytest.approx(rec.returns[:, :, 10].mean())
-    assert rec.scores["mse_1_step"]["value"] == pytest.approx(rec.returns[:, :, 1].mean())
-    assert rec.scores["online"]["value"] == pytest.approx(rec.returns[:, :, :10].sum(axis=2).mean())
-    assert rec.extra["x_label"] == "inner gradient steps" and rec.benchmark["lower_is_better"]
-    assert rec.agent["config"]["iterations"] == 5 and rec.meta_train["env_steps"] == 5 * 25 * 20
-    loaded = load_record(rec.path(tmp_path))
-    np.testing.assert_allclose(loaded.returns, rec.returns, rtol=1e-6)
-    assert loaded.scores["mse_1_step"] == rec.scores["mse_1_step"]
 
 
 def test_seeded_determinism():
@@ -343,13 +234,6 @@ def test_tuned_configs_load_per_benchmark():
 
 
 # --- bad input -----------------------------------------------------------------------------
-
-
-def test_k_larger_than_the_available_points():
-    x, y = torch.zeros(3, 8, 1), torch.zeros(3, 8, 1)
-    assert [t.shape[1] for t in take_support(x, y, 5)] == [5, 5, 3, 3]
-    with pytest.raises(ValueError, match="K=9 support points requested but each task has only 8"):
-        take_support(x, y, 9)
 
 
 @pytest.mark.parametrize("name,field", [("maml", "inner_lr"), ("maml", "outer_lr"), ("fomaml", "inner_lr"),
@@ -403,34 +287,7 @@ def test_nan_loss_names_the_iteration_and_keeps_the_last_good_checkpoint(name, t
     assert all(torch.isfinite(v).all() for v in saved["state"].values())
 
 
-def test_meta_training_budget_is_enforced():
-    fam = SinusoidFamily()
-    problem = SinusoidProblem(fam, fam.sample_tasks(20, np.random.default_rng(0)))
-    ctx = SupervisedTrainContext(problem, seed=0, shots=5, query_shots=5, budget_samples=1000)
-    with pytest.raises(RuntimeError, match="budget"):
-        make("maml", iterations=10).meta_train(ctx)
-
-
-# --- learning and speed --------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_maml_learns_sinusoids():
-    b = metarl_bench.benchmark(SMOKE)
-    agent = make("maml", iterations=1500)
-    agent.configure(b)
-    rec = evaluate_supervised(agent, b, seed=0)
-    floor = b.references["random"]["final"]
-    assert rec.scores["final"]["value"] < 0.5 * floor
-    assert rec.curve["mean"][10] < rec.curve["mean"][1] < rec.curve["mean"][0]
-
-
-def test_supervised_perf_reports_both_timings(capsys):
-    from metarl_bench.perf.fewshot import supervised_perf
-
-    out = supervised_perf(iterations=2, repeats=1, meta_batch_size=3, shots=4)
-    assert out["maml_batched_ms"] > 0 and out["maml_loop_ms"] > 0
-    assert "speed-up" in capsys.readouterr().out
+# --- meta-sgd's learned steps --------------------------------------------------------------------
 
 
 def test_meta_sgd_adapter_stops_after_its_learned_steps():

@@ -17,7 +17,6 @@ from metarl_bench.baselines.gradient.mlp_curvature import InnerLossCurvature
 from metarl_bench.baselines.gradient.reptile_rl import reptile_update
 from metarl_bench.baselines.shared import gae
 from metarl_bench.harness import MetaTrainContext
-from metarl_bench.perf.maml import maml_bench
 
 BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"
 
@@ -487,13 +486,6 @@ def test_failed_line_search_keeps_old_parameters_and_is_logged(monkeypatch, capl
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("name", ["maml-trpo", "reptile"])
-def test_harness_runs_the_adaptation_stages(name):
-    record = metarl_bench.evaluate(metarl_bench.agent(name, iterations=1), metarl_bench.benchmark(BANDIT), seed=0)
-    assert record.curve["x"] == [0.0, 10.0]  # one stage of fast_batch_size=10 episodes, then the final episodes
-    assert np.isfinite(record.returns).all()
-
-
 def test_adapter_takes_one_inner_step_per_run_per_stage():
     bench = metarl_bench.benchmark(BANDIT)
     agent = metarl_bench.agent("maml-trpo", iterations=1)
@@ -521,62 +513,7 @@ def test_adapter_takes_one_inner_step_per_run_per_stage():
     assert any(not torch.equal(adapter.params[k][0], adapter.params[k][1]) for k in theta)
 
 
-def test_maml_bench_reports_the_time_breakdown_and_the_same_run_reference(capsys):
-    out = maml_bench(iterations=1, warmup=0, meta_batch_size=2, fast_batch_size=2, verbose=True)
-    for row in (out, out["cg_subsample"], out["reference"]):
-        for key in ("seconds_per_meta_batch", "sampling_seconds", "inner_seconds", "cg_seconds", "line_search_seconds"):
-            assert row[key] >= 0.0
-    assert out["reference"]["seconds_per_meta_batch"] > 0.0
-    assert out["speedup"] == out["reference"]["seconds_per_meta_batch"] / out["seconds_per_meta_batch"]
-    assert out["env_steps_per_meta_batch"] > 0
-    report = capsys.readouterr().out
-    assert "pytorch-maml-rl structure (same run)" in report and "speed-up against the same-run reference" in report
-    assert out["cg_floor_seconds"] > 0.0 and "lower bound for exact conjugate gradient" in report
-    verdict = "met" if out["seconds_per_meta_batch"] <= 0.5 else "missed"
-    assert f"the config (exact) {out['seconds_per_meta_batch']:.2f} s ({verdict})" in report
-
-
-def test_cg_floor_counts_the_direction_dependent_products():
-    from metarl_bench.baselines.gradient.maml_rl import MAMLTRPOConfig
-    from metarl_bench.perf.maml import cg_floor_seconds
-
-    cfg = MAMLTRPOConfig(meta_batch_size=2, hidden_sizes=(16, 16), cg_iters=10)
-    floor = cg_floor_seconds(cfg, samples_per_task=50, repeats=2)
-    assert floor["cg_floor_per_iteration_seconds"] > 0.0
-    assert floor["cg_floor_seconds"] == pytest.approx(10 * floor["cg_floor_per_iteration_seconds"])
-    # the rate is that of 16 products a CG iteration (one inner step: 2 x 6 + 4), 2 tasks x 50 samples, 16 x 16
-    flops = floor["cg_floor_gflop_per_second"] * 1e9 * floor["cg_floor_per_iteration_seconds"]
-    assert flops == pytest.approx(16 * 2 * 2 * 50 * 16 * 16)
-    assert floor["square_matmul_gflop_per_second"] > 0.0
-    # one hidden layer has no hidden-to-hidden product to bound the time with
-    assert cg_floor_seconds(MAMLTRPOConfig(hidden_sizes=(16,)), samples_per_task=50)["cg_floor_seconds"] == 0.0
-
-
-# --- learning (slow) ----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_maml_trpo_learns_navigation_in_a_few_meta_batches():
-    bench = metarl_bench.benchmark("MetaRL/Navigation2D-v0")
-    agent = metarl_bench.agent("maml-trpo", iterations=6, meta_batch_size=10)
-    agent.configure(bench)
-    ctx = MetaTrainContext(bench, seed=0)
-    agent.meta_train(ctx)
-    first, last = ctx.log[0]["valid_return"], ctx.log[-1]["valid_return"]
-    # the initial policy (std 1 against actions clipped to 0.1) wanders: about -105
-    assert last > first + 25, (first, last)
-    assert all(r["ls_accepted"] for r in ctx.log)
-
-
-@pytest.mark.slow
-def test_maml_trpo_adapts_on_bandits():
-    bench = metarl_bench.benchmark("MetaRL/Bandit-k5-n10-v0")
-    agent = metarl_bench.agent("maml-trpo", iterations=60)
-    agent.configure(bench)
-    ctx = MetaTrainContext(bench, seed=0)
-    agent.meta_train(ctx)
-    late = np.mean([r["valid_return"] - r["train_return"] for r in ctx.log[-20:]])
-    assert late > 0.0  # one inner step improves the pull's expected reward
+# --- cg_subsample ----------------------------------------------------------------------------------
 
 
 def _episodes_batch(T: int, groups: int, e: int, lengths: dict[int, int] | None = None) -> rc.GroupBatch:
