@@ -1,4 +1,6 @@
-"""The supervised few-shot track: sinusoid family, benchmarks, harness and learners."""
+"""The few-shot learners (maml, fomaml, reptile, meta-sgd, pretrained, scratch and the
+references): their meta-gradients against plain autograd, adapters, configs, divergence.
+The track they run on is tested in core/test_supervised.py, learning in integration/."""
 
 from __future__ import annotations
 

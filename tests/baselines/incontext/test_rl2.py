@@ -1,5 +1,6 @@
-"""RL²: config checks, the mathematics (GAE, PPO loss), hidden-state semantics, determinism,
-the trial wrapper, and (slow) learning checks on Bernoulli bandits."""
+"""RL²: config checks, the mathematics (GAE, PPO loss), hidden-state semantics, the task
+inference head and determinism. The trial wrapper is tested in core/test_trial.py, the
+learning checks in integration/test_rl_learning.py."""
 
 from __future__ import annotations
 
