@@ -22,6 +22,12 @@ register_agent("rl2", "metarl_bench.baselines.incontext.rl2:RL2Agent")
 register_agent("maml-ppo", "metarl_bench.baselines.gradient.maml_rl:MAMLPPO")
 register_agent("maml-trpo", "metarl_bench.baselines.gradient.maml_rl:MAMLTRPO")
 register_agent("reptile", "metarl_bench.baselines.gradient.reptile_rl:ReptileRL", kind="rl")
+# non-meta baselines on Stable-Baselines3
+register_agent("multitask-ppo", "metarl_bench.baselines.sb3.ppo:MultitaskPPO")
+register_agent("multitask-ppo-finetune", "metarl_bench.baselines.sb3.ppo:MultitaskPPOFinetune")
+register_agent("ppo", "metarl_bench.baselines.sb3.ppo:PPOAgent")
+register_agent("recurrent-ppo", "metarl_bench.baselines.sb3.recurrent_ppo:RecurrentPPOAgent")
+register_agent("task-ppo", "metarl_bench.baselines.sb3.ppo:TaskPPO")
 # supervised few-shot
 register_agent("fomaml", "metarl_bench.baselines.fewshot.maml:FOMAMLAgent", kind="supervised")
 register_agent("maml", "metarl_bench.baselines.fewshot.maml:MAMLAgent", kind="supervised")

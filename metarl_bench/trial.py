@@ -79,13 +79,7 @@ class TrialWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._seed_inner: int | None = None
 
     def _encode_action(self, action: Any) -> np.ndarray:
-        act = self.env.action_space
-        if isinstance(act, spaces.Discrete):
-            out = np.zeros(self._act_dim, dtype=np.float32)
-            out[int(action) - int(act.start)] = 1.0
-            return out
-        assert isinstance(act, spaces.Box)
-        return np.clip(np.asarray(action, dtype=np.float32).reshape(-1), act.low.reshape(-1), act.high.reshape(-1))
+        return encode_actions(self.env.action_space, np.asarray(action)[None])[0]
 
     def _observe(self, obs: Any, prev_action: np.ndarray, reward: float, done: bool) -> np.ndarray:
         return np.concatenate(
@@ -121,3 +115,42 @@ class TrialWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info["episode_index"] = self._episode
         out = self._observe(obs, self._encode_action(action), float(reward), done)
         return out, reward, trial_over, False, info
+
+
+def encode_actions(space: spaces.Space, actions: np.ndarray) -> np.ndarray:
+    """The previous-action input of a batch of ``actions`` (leading dimension the batch):
+    one-hot rows for ``Discrete``, the actions clipped to the bounds and flattened for ``Box``."""
+    if isinstance(space, spaces.Discrete):
+        index = np.asarray(actions).reshape(len(actions)).astype(np.int64) - int(space.start)
+        return np.eye(int(space.n), dtype=np.float32)[index]
+    if isinstance(space, spaces.Box):
+        flat = np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+        return np.clip(flat, space.low.reshape(-1), space.high.reshape(-1)).astype(np.float32)
+    raise TypeError(f"trial inputs support Discrete and Box action spaces, got {space}")
+
+
+class TrialInputs:
+    """:class:`TrialWrapper`'s observation built for a batch of sub-envs that the caller steps
+    itself (the harness's vector envs): ``build(obs)`` appends each sub-env's previous action,
+    reward and done flag; ``update(...)`` records a step for the sub-envs where ``mask`` is true.
+    All three inputs are 0 until a sub-env's first step (the start of its trial)."""
+
+    def __init__(self, action_space: spaces.Space, n: int) -> None:
+        self.action_space = action_space
+        width = encode_actions(action_space, np.zeros((1, *(action_space.shape or ())))).shape[1]
+        self.prev = np.zeros((n, width + 2), dtype=np.float32)
+
+    def build(self, obs: np.ndarray) -> np.ndarray:
+        flat = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        return np.concatenate([flat, self.prev], axis=1)
+
+    def update(self, actions: np.ndarray, reward: np.ndarray, done: np.ndarray, mask: np.ndarray) -> None:
+        new = np.concatenate(
+            [
+                encode_actions(self.action_space, actions),
+                np.asarray(reward, dtype=np.float32).reshape(-1, 1),
+                np.asarray(done, dtype=np.float32).reshape(-1, 1),
+            ],
+            axis=1,
+        )
+        self.prev = np.where(np.asarray(mask, dtype=bool)[:, None], new, self.prev)
