@@ -20,6 +20,10 @@ states its track in its base class and mypy checks its use of the contexts:
 SupervisedAdapter]`` for supervised few-shot learning (in :mod:`metarl_bench.supervised`).
 Both kinds of context satisfy :class:`TrainContext` and :class:`AdaptContext`, what every
 track offers. A bare ``Agent`` subclass leaves the three open (typed ``Any``).
+
+A meta-trained agent can be saved and loaded (``evaluate(..., save_agent=DIR)``,
+:func:`metarl_bench.saving.load_agent`) through its ``state_dict`` / ``load_state_dict``
+(see :class:`Agent`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from metarl_bench.family import UnknownIdError
 
 if TYPE_CHECKING:
     from metarl_bench.benchmarks import Benchmark
+    from metarl_bench.saving import SavedAgent
 
 
 @dataclass
@@ -120,8 +125,29 @@ class TrainContext(Protocol):
         ...
 
     def record(self, **metrics: Any) -> None:
-        """Log training metrics into the record's ``extra.train_log``."""
+        """Log training metrics into the record's ``extra.train_log`` (and TensorBoard when asked)."""
         ...
+
+    def progress_bar(self, total: int | None, unit: str = "it", desc: str | None = None) -> ProgressBar:
+        """A progress bar of meta-training (``update(n)``, ``set_postfix(...)``, ``close()``,
+        a context manager); one that shows nothing unless the run asked for progress."""
+        ...
+
+
+class ProgressBar(Protocol):
+    """What :meth:`TrainContext.progress_bar` returns: a ``tqdm`` bar or one that does nothing."""
+
+    total: float | None
+
+    def update(self, n: float | None = 1) -> bool | None: ...
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool | None = True, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ProgressBar: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 @runtime_checkable
@@ -146,6 +172,26 @@ class Agent(Generic[TrainCtxT, AdaptCtxT, AdapterT]):
 
     The type parameters are the meta-training context, the adaptation context and the
     adapter of the agent's track (see the module docstring).
+
+    **Saving and loading.** ``evaluate(agent, benchmark, save_agent=DIR)`` saves what
+    ``meta_train`` learned, and :func:`metarl_bench.saving.load_agent` restores it, through
+    two methods that every agent whose ``learns`` is True implements:
+
+    - ``state_dict() -> dict``: the learned state, called once after ``meta_train``. Its
+      values are tensors, numbers, strings, booleans, ``None``, and lists, tuples and dicts
+      of these (what ``torch.load(..., weights_only=True)`` reads back), e.g.
+      ``{"policy": self.policy.state_dict()}``; the harness writes it at once, so live
+      tensors need no copy. The config is saved beside it and is not part of it.
+    - ``load_state_dict(state)``: restore it on a fresh instance built with the saved
+      config (``cls(**config)``), before ``configure``. Afterwards ``adapter(ctx)`` must
+      work without ``meta_train`` and behave exactly as it did after the meta-training that
+      produced ``state``: the same evaluation seed then gives the same scores. A network
+      whose shape depends on the spaces may be kept as state and built in ``adapter(ctx)``,
+      which gives them. Raise ``ValueError`` (or ``KeyError``) for a state that does not fit.
+
+    The defaults suit agents that learn nothing (references): ``state_dict()`` is ``{}`` and
+    ``load_state_dict({})`` does nothing. An agent that learns but keeps the defaults cannot
+    be saved (:meth:`check_savable` says so before any training).
     """
 
     name: ClassVar[str]
@@ -153,6 +199,7 @@ class Agent(Generic[TrainCtxT, AdaptCtxT, AdapterT]):
     sees_task: ClassVar[bool] = False  # oracle / multi-task agents get task-exposing envs
     learns: ClassVar[bool] = False  # True when meta_train does real work
     description: ClassVar[str] = ""
+    loaded_from: SavedAgent | None = None  # set by load_agent: where the agent was loaded from
 
     def __init__(self, **overrides: Any) -> None:
         self.overrides = check_overrides(self.config_cls, overrides, self.name)
@@ -183,6 +230,31 @@ class Agent(Generic[TrainCtxT, AdaptCtxT, AdapterT]):
 
     def resolved_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
+
+    # -- saving (see the class docstring) ------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What ``meta_train`` learned, for saving (default: ``{}``, for agents that learn nothing)."""
+        reason = self.check_savable()
+        if reason is not None:
+            raise NotImplementedError(reason)
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (default: accepts only ``{}``)."""
+        if state:
+            raise ValueError(
+                f"agent {self.name!r} keeps no learned state, but the saved state has {sorted(state)}; "
+                "it was saved by another agent"
+            )
+
+    def check_savable(self) -> str | None:
+        """``None`` if :meth:`state_dict` captures what ``meta_train`` learns, else why it does not."""
+        if self.learns and type(self).state_dict is Agent.state_dict:
+            return (
+                f"agent {self.name!r} learns in meta_train but does not implement state_dict and load_state_dict, "
+                "so it cannot be saved; implement them (see the Agent docstring)"
+            )
+        return None
 
 
 # --- configs -------------------------------------------------------------------------------
@@ -679,6 +751,18 @@ class _ByKind(Agent):
     def adapter(self, ctx: Any) -> Adapter:
         assert self._impl is not None, "configure(benchmark) first"
         return self._impl.adapter(ctx)
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self._impl is not None, "configure(benchmark) first"
+        return self._impl.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        assert self._impl is not None, "configure(benchmark) first"
+        self._impl.load_state_dict(state)
+
+    def check_savable(self) -> str | None:
+        assert self._impl is not None, "configure(benchmark) first"
+        return self._impl.check_savable()
 
     def __getattr__(self, item: str) -> Any:
         impl = self.__dict__.get("_impl")

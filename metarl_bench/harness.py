@@ -14,17 +14,18 @@ import dataclasses
 import math
 import platform
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 
-from metarl_bench.agents import Adapter, Agent, DivergenceError, Transition, checkpoint_folder
+from metarl_bench.agents import Adapter, Agent, DivergenceError, ProgressBar, Transition, checkpoint_folder
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.benchmarks import benchmark as get_benchmark
 from metarl_bench.family import Family
@@ -73,15 +74,109 @@ class _CountingEnv(gym.Wrapper):
         return self.env.step(action)
 
 
+# --- progress and training logs -------------------------------------------------------------
+
+
+class _NoBar:
+    """A progress bar that shows nothing (progress not asked for)."""
+
+    total: float | None = None
+
+    def update(self, n: float | None = 1) -> bool | None:
+        return None
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool | None = True, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_bar(enabled: bool | None, total: float | None, desc: str, unit: str = "it", leave: bool = False) -> ProgressBar:
+    """A ``tqdm`` bar on stderr when ``enabled`` (``None``: when stderr is a terminal), else one
+    that shows nothing; both have ``update``, ``set_postfix``, ``close`` and are context managers."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return cast(ProgressBar, tqdm(total=total, desc=desc, unit=unit, leave=leave, mininterval=0.5))
+
+
+class TensorBoardLog:
+    """Training metrics as TensorBoard scalars, written by Stable-Baselines3's logger.
+
+    Each ``ctx.record(...)`` row becomes one ``dump`` at x = the row's experience so far
+    (``x_key``: env steps, or labelled examples on the supervised track); numbers go under
+    ``train/<metric>``, the wall time under ``time/wall_seconds``, text is left out. The
+    run folder follows SB3's ``<tb_log_name>_<n>`` layout (:func:`tensorboard_run_dir`).
+    """
+
+    def __init__(self, folder: str | Path, x_key: str = "env_steps") -> None:
+        from stable_baselines3.common.logger import configure
+
+        self.folder = Path(folder)
+        self.x_key = x_key
+        self.logger = configure(str(self.folder), ["tensorboard"])
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        step = int(row.get(self.x_key, 0))
+        for key, value in row.items():
+            if key == self.x_key or isinstance(value, str) or value is None:
+                continue
+            if not isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+                continue
+            tag = "time/wall_seconds" if key == "wall_seconds" else f"train/{key}"
+            self.logger.record(tag, float(value))
+        self.logger.dump(step=step)
+
+    def close(self) -> None:
+        self.logger.close()
+
+
+def check_tensorboard() -> None:
+    """Raise ``ValueError`` saying how to install TensorBoard when it is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "tensorboard=DIR needs the tensorboard package; install it (pip install tensorboard, "
+            "or the package's dev extra) or leave tensorboard unset"
+        ) from None
+
+
+def tensorboard_run_dir(root: str | Path, benchmark_id: str, variant: str, seed: int) -> Path:
+    """``<root>/<benchmark id>/<variant>_seed<seed>_<n>``: Stable-Baselines3's
+    ``<tb_log_name>_<n>`` layout under one folder per benchmark, ``n`` one more than the
+    highest run of that name already there (1 for the first)."""
+    from stable_baselines3.common.utils import get_latest_run_id
+
+    base = Path(root) / benchmark_id
+    name = f"{variant}_seed{seed}"
+    return base / f"{name}_{get_latest_run_id(str(base), name) + 1}"
+
+
 @dataclass
 class MetaTrainContext:
-    """What an agent gets for meta-training: train tasks, counted envs, its budget, seeds."""
+    """What an agent gets for meta-training: train tasks, counted envs, its budget, seeds.
+
+    ``progress_bar(total, unit)`` gives the learner a bar for its training loop (shown when
+    the run asked for progress); ``record(**metrics)`` logs a row of training metrics.
+    """
 
     benchmark: Benchmark
     seed: int
     progress: bool = False
     steps: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
+    tensorboard: TensorBoardLog | None = None
 
     def __post_init__(self) -> None:
         self.rng: np.random.Generator = np.random.default_rng(self.seed)
@@ -119,9 +214,18 @@ class MetaTrainContext:
         return _CountingEnv(self.family.make_env(task, **kwargs), self)
 
     def record(self, **metrics: Any) -> None:
-        """Log training metrics (kept in the record's ``extra.train_log``, thinned to ~200 rows)."""
+        """Log training metrics (kept in the record's ``extra.train_log``, thinned to ~200 rows;
+        also written to TensorBoard when the run asked for it, x = env steps)."""
         row = {"env_steps": self.steps, "wall_seconds": round(time.perf_counter() - self.started, 3), **metrics}
-        self.log.append({k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()})
+        row = {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in row.items()}
+        self.log.append(row)
+        if self.tensorboard is not None:
+            self.tensorboard.write(row)
+
+    def progress_bar(self, total: int | None, unit: str = "it", desc: str | None = None) -> ProgressBar:
+        """A bar for the learner's training loop (``total`` steps of ``unit``), shown on stderr
+        when the run asked for progress, else one that shows nothing."""
+        return progress_bar(self.progress, total, desc or f"meta-training on {self.benchmark.id}", unit)
 
 
 @dataclass
@@ -281,14 +385,19 @@ def check_slot(path: Path, ident: Identity, replace: bool = False) -> str | None
 def evaluate(
     agent: Agent,
     benchmark: Benchmark | str,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
     results: str | Path | None = None,
     name: str | None = None,
     replace: bool = False,
     checkpoints: str | Path | None = None,
+    save_agent: str | Path | None = None,
+    tensorboard: str | Path | None = None,
 ) -> Record:
     """Meta-train ``agent`` on ``benchmark``'s train tasks, then run the protocol on its test tasks.
+
+    ``seed`` (default 0, or the seed a loaded agent was trained with) seeds meta-training
+    and evaluation alike (two independent streams spawned from it).
 
     With ``results`` set, the record is also written (atomically) under that folder, at
     ``<results>/<benchmark id>/<variant>/seed-<n>.json``: the variant is the agent's name
@@ -298,15 +407,44 @@ def evaluate(
     chosen ``name`` unless ``replace``, is never overwritten) and the folder is checked
     to be writable.
 
+    With ``save_agent`` (a folder), the meta-trained agent is saved there after
+    meta-training (see :mod:`metarl_bench.saving`); :func:`metarl_bench.saving.load_agent`
+    restores it. An agent so loaded is not meta-trained again: its record counts 0
+    meta-training steps, says where it was loaded from, and with the same ``seed`` its
+    scores are those of the run that saved it. It is refused on another benchmark (id or
+    task lists), and with ``results`` on another seed than its own (a record's seed is its
+    meta-training seed).
+
+    With ``tensorboard`` (a folder), the training metrics the agent records also go to
+    TensorBoard, in Stable-Baselines3's layout (:func:`tensorboard_run_dir`), x = env steps.
+    With ``progress``, meta-training and evaluation show progress bars on stderr.
+
     If meta-training diverges, the agent's last good parameters are saved (see
     :class:`~metarl_bench.agents.DivergenceError`) in ``checkpoints``, else in
     ``<results>/.checkpoints``, else in the system's temporary folder, and the error names the file.
     """
-    seed = check_seed(seed)
+    from metarl_bench import saving
+
+    loaded = agent.loaded_from
+    seed = check_seed((loaded.seed if loaded is not None else 0) if seed is None else seed)
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     reason = agent.supports(bench)
     if reason is not None:
         raise NotSupported(f"agent {agent.name!r} does not run on {bench.id}: {reason}")
+    if loaded is not None:
+        loaded.check_benchmark(bench)
+        if results is not None and seed != loaded.seed:
+            raise ValueError(
+                f"the agent loaded from {loaded.folder} was meta-trained with seed {loaded.seed}, and a record's seed "
+                f"is its meta-training seed; evaluate it with seed={loaded.seed}, or without results to try seed {seed}"
+            )
+        if save_agent is not None:
+            raise ValueError(
+                f"the agent was loaded from {loaded.folder}, which already holds it; copy that folder instead of "
+                "saving it again"
+            )
+        if name is None and loaded.named:
+            name = loaded.variant
     ident = resolve_identity(agent, bench, name)
     path = record_path(results, bench.id, ident.variant, seed) if results is not None else None
     if path is not None:
@@ -314,16 +452,39 @@ def evaluate(
         check_writable(path.parent)
     agent.configure(bench)
     agent.check_benchmark(bench)  # a config that cannot run here fails before meta-training
+    on_trained = None
+    if save_agent is not None:
+        why = agent.check_savable()
+        if why is not None:
+            raise ValueError(why)
+        saving.check_save_folder(save_agent)
+        folder = save_agent
+
+        def on_trained(meta_train: dict[str, Any]) -> None:
+            saving.save_agent(agent, folder, bench, seed, ident, meta_train)
+
+    tb = None
+    if tensorboard is not None and loaded is None:
+        check_tensorboard()
+        x_key = "samples" if bench.family.kind == "supervised" else "env_steps"
+        tb = TensorBoardLog(tensorboard_run_dir(tensorboard, bench.id, ident.variant, seed), x_key=x_key)
     try:
         if bench.family.kind == "supervised":
             from metarl_bench.supervised import evaluate_supervised
 
-            record = evaluate_supervised(agent, bench, seed=seed, progress=progress)
+            record = evaluate_supervised(agent, bench, seed=seed, progress=progress, train=loaded is None,
+                                         on_trained=on_trained, tensorboard=tb)
         else:
-            record = _evaluate_rl(agent, bench, seed, progress)
+            record = _evaluate_rl(agent, bench, seed, progress, train=loaded is None, on_trained=on_trained,
+                                  tensorboard=tb)
     except DivergenceError as exc:  # keep the last good parameters where the records are
         exc.save(checkpoint_folder(results, checkpoints), seed, ident.variant)
         raise
+    finally:
+        if tb is not None:
+            tb.close()
+    if loaded is not None:
+        record.meta_train = loaded.meta_train_summary()
     record.agent["config"] = ident.config
     if ident.variant != agent.name:
         record.agent["variant"] = ident.variant
@@ -344,12 +505,23 @@ def check_writable(folder: Path) -> None:
         f.flush()
 
 
-def _evaluate_rl(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> Record:
+def _evaluate_rl(
+    agent: Agent,
+    bench: Benchmark,
+    seed: int,
+    progress: bool,
+    train: bool = True,
+    on_trained: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: TensorBoardLog | None = None,
+) -> Record:
     ss_train, ss_eval = np.random.SeedSequence(seed).spawn(2)
-    ctx = MetaTrainContext(bench, seed=int(ss_train.generate_state(1)[0]), progress=progress)
+    ctx = MetaTrainContext(bench, seed=int(ss_train.generate_state(1)[0]), progress=progress, tensorboard=tensorboard)
     t0 = time.perf_counter()
-    agent.meta_train(ctx)
+    if train:  # not for an agent loaded from a save: the evaluation seed is the same either way
+        agent.meta_train(ctx)
     train_wall = time.perf_counter() - t0
+    if on_trained is not None:
+        on_trained({"env_steps": ctx.steps, "wall_seconds": round(train_wall, 3)})
 
     proto = bench.protocol
     fam = bench.family
@@ -400,9 +572,7 @@ def _evaluate_rl(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> R
 def _progress(enabled: bool, total: int, desc: str) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="stage", leave=False)
+    return progress_bar(True, total, desc, unit="stage")
 
 
 def run_chunk(

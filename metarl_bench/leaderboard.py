@@ -28,6 +28,7 @@ same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import importlib
@@ -36,10 +37,9 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from metarl_bench import stats
+from metarl_bench.harness import progress_bar
 from metarl_bench.results import (
     DEFAULT_RESULTS,
     Record,
@@ -124,9 +125,12 @@ class Results:
         return sum(len(rs) for by in self.groups.values() for rs in by.values())
 
 
-def collect(results_dir: str | Path = DEFAULT_RESULTS, preload: Sequence[str] = ()) -> Results:
+def collect(
+    results_dir: str | Path = DEFAULT_RESULTS, preload: Sequence[str] = (), progress: bool | None = False
+) -> Results:
     """Load and validate every record under ``results_dir`` against its registered
-    benchmark; group the valid ones by (benchmark, variant).
+    benchmark; group the valid ones by (benchmark, variant). With ``progress`` (``None``:
+    when stderr is a terminal) a bar counts the records loaded.
 
     A group whose seeds disagree on the agent or its configuration is reported and left
     out whole, since no part of it can be pooled. Raises :class:`ResultsPathError` when
@@ -143,11 +147,13 @@ def collect(results_dir: str | Path = DEFAULT_RESULTS, preload: Sequence[str] = 
     for module in preload:
         importlib.import_module(module)
     loaded: list[tuple[Path, Record | RecordError]] = []
-    for path in paths:
-        try:
-            loaded.append((path, load_record(path)))
-        except RecordError as exc:
-            loaded.append((path, exc))
+    with progress_bar(progress, len(paths), f"loading records under {root}", unit="record") as bar:
+        for path in paths:
+            try:
+                loaded.append((path, load_record(path)))
+            except RecordError as exc:
+                loaded.append((path, exc))
+            bar.update(1)
     registry = prepared()
     by_key: dict[tuple[str, str], list[tuple[Path, Record]]] = defaultdict(list)
     for path, rec in loaded:
@@ -624,8 +630,19 @@ def _anchor(title: str) -> str:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _stderr_progress(msg: str) -> None:
-    print(f"[leaderboard] {msg}", file=sys.stderr, flush=True)
+@contextlib.contextmanager
+def _jobs_bar(enabled: bool | None, desc: str) -> Iterator[tuple[Callable[[str], None], Callable[[int], None]]]:
+    """A progress bar of the table and plot jobs: ``(done(label), set_total(n))``; shown when
+    ``enabled`` (``None``: when stderr is a terminal)."""
+    with progress_bar(enabled, None, desc, unit="job", leave=True) as bar:
+        def done(label: str) -> None:
+            bar.set_postfix(last=label, refresh=False)
+            bar.update(1)
+
+        def set_total(n: int) -> None:
+            bar.total = n  # tqdm's total may be set once known
+
+        yield done, set_total
 
 
 def write_plots(
@@ -633,7 +650,7 @@ def write_plots(
     allow_errors: bool = False,
     out_dir: str | Path | None = None,
     benchmark_id: str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
     formats: Sequence[str] = ("png", "svg"),
 ) -> list[Path]:
     """(Re)generate the plots of the records under ``results_dir`` in ``out_dir`` (default
@@ -645,9 +662,10 @@ def write_plots(
     plots are drawn into a staging folder and moved into place only when all were
     written. Raises :class:`LeaderboardError` on bad records (of that benchmark, if
     given) unless ``allow_errors``, ``ValueError`` if ``benchmark_id`` has no records, and
-    :class:`ResultsPathError` if ``results_dir`` is not a folder.
+    :class:`ResultsPathError` if ``results_dir`` is not a folder. With ``progress`` (``None``:
+    when stderr is a terminal), progress bars on stderr.
     """
-    res = collect(results_dir, preload=["metarl_bench.plots", "scipy.stats"])
+    res = collect(results_dir, preload=["metarl_bench.plots", "scipy.stats"], progress=progress)
     problems = [p.message for p in res.problems if benchmark_id is None or p.benchmark_id in (None, benchmark_id)]
     if problems and not allow_errors:
         raise LeaderboardError(problems)
@@ -656,8 +674,9 @@ def write_plots(
         raise ValueError(
             f"no records of benchmark {benchmark_id!r} under {res.root}; benchmarks with records: {sorted(res.groups)}"
         )
-    return _publish(out.parent, None, res, out, only=benchmark_id, progress=_stderr_progress if progress else None,
-                    formats=formats)
+    with _jobs_bar(progress, "plots") as (done, set_total):
+        return _publish(out.parent, None, res, out, only=benchmark_id, progress=done, formats=formats,
+                        set_total=set_total)
 
 
 def _draw_one(res: Results, bid: str, out_dir: Path, formats: Sequence[str]) -> list[Path]:
@@ -680,7 +699,8 @@ def _run_forked(i: int) -> Any:
 
 
 def _run_jobs(jobs: Sequence[tuple[str, Callable[[], Any]]], progress: Callable[[str], None] | None) -> list[Any]:
-    """Run ``jobs`` (label, function) and return their results in order (see :func:`_start_jobs`)."""
+    """Run ``jobs`` (label, function) and return their results in order (see :func:`_start_jobs`);
+    ``progress(label)`` is called as each job finishes."""
     return _start_jobs(jobs, progress)()
 
 
@@ -704,10 +724,10 @@ def _start_jobs(
     if workers < 2 or _FORKED is not None or "fork" not in multiprocessing.get_all_start_methods():
         def run_here() -> list[Any]:
             results = []
-            for i, (label, fn) in enumerate(jobs):
-                if progress is not None:
-                    progress(f"{i + 1}/{len(jobs)}: {label}")
+            for label, fn in jobs:
                 results.append(fn())
+                if progress is not None:
+                    progress(label)
             return results
         return run_here
     _FORKED = [fn for _, fn in jobs]
@@ -718,11 +738,11 @@ def _start_jobs(
         global _FORKED
         try:
             out: dict[int, Any] = {}
-            for k, fut in enumerate(as_completed(futures)):
+            for fut in as_completed(futures):
                 i = futures[fut]
                 out[i] = fut.result()
                 if progress is not None:
-                    progress(f"{k + 1}/{len(jobs)} done: {jobs[i][0]}")
+                    progress(jobs[i][0])
             return [out[i] for i in range(len(jobs))]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -745,6 +765,7 @@ def _publish(
     reps: int = 2000,
     seed: int = 0,
     formats: Sequence[str] = ("png",),
+    set_total: Callable[[int], None] | None = None,
 ) -> list[Path]:
     """Draw the plots (in ``formats``) and, with ``pages``, build the tables (``reps`` bootstrap resamples
     from ``seed``) and write the pages ``pages(tables)`` gives (file name under ``root`` ->
@@ -765,6 +786,8 @@ def _publish(
             if pages is not None:
                 jobs.append((f"table of {bid}", functools.partial(_table, res, bid, reps, seed)))
             jobs.append((f"plots of {bid}", functools.partial(_draw_one, res, bid, staging / PLOTS_DIR, formats)))
+        if set_total is not None:
+            set_total(len(jobs))
         done = dict(zip((label for label, _ in jobs), _run_jobs(jobs, progress)))
         texts = {} if pages is None else pages([done[f"table of {bid}"] for bid in _bench_order(res)])
         staged_plots = [p for bid in keys for p in done[f"plots of {bid}"]]
@@ -800,7 +823,7 @@ def write_leaderboard(
     allow_errors: bool = False,
     reps: int = 2000,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> list[Path]:
     """Regenerate ``results_dir/plots/`` (the PNGs the pages show; ``metarl-bench plot``
     adds SVGs) and write ``LEADERBOARD.md`` and ``index.html`` there, all or nothing (see
@@ -809,22 +832,22 @@ def write_leaderboard(
     Raises :class:`LeaderboardError` listing every bad results file, before writing
     anything, unless ``allow_errors``: then the pages are published with a warning banner
     that lists them. Raises :class:`ResultsPathError` (creating nothing) when
-    ``results_dir`` does not exist or is not a folder. With ``progress``, one line per
-    step goes to stderr.
+    ``results_dir`` does not exist or is not a folder. With ``progress`` (``None``: when
+    stderr is a terminal), progress bars on stderr: the records loaded, then the tables and
+    plots built.
     """
     root = Path(results_dir)
-    say = _stderr_progress if progress else None
-    res = collect(root, preload=["metarl_bench.plots", "scipy.stats"])
+    res = collect(root, preload=["metarl_bench.plots", "scipy.stats"], progress=progress)
     if res.problems and not allow_errors:
         raise LeaderboardError(res.errors)
-    if say is not None:
-        say(f"{res.n_records()} records of {len(res.groups)} benchmarks under {root}")
 
     def pages(tables: list[_Table]) -> dict[str, str]:
         intro = _intro(reps, seed)
         return {"LEADERBOARD.md": _markdown(res, tables, intro), "index.html": _html(res, tables, intro)}
 
-    written = _publish(root, pages, res, root / PLOTS_DIR, only=None, progress=say, reps=reps, seed=seed)
+    with _jobs_bar(progress, f"tables and plots of {len(res.groups)} benchmarks") as (done, set_total):
+        written = _publish(root, pages, res, root / PLOTS_DIR, only=None, progress=done, reps=reps, seed=seed,
+                           set_total=set_total)
     return [root / "LEADERBOARD.md", root / "index.html"] + [p for p in written if p.parent == root / PLOTS_DIR]
 
 
@@ -839,6 +862,7 @@ def compare(
     which: str = "headline",
     reps: int = 2000,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Compare variant ``agent_a`` with ``agent_b`` on ``benchmark_id``: ``(summary dict, text)``.
 
@@ -850,9 +874,10 @@ def compare(
     ``b`` on the same task (P(a > b) + 0.5 P(a = b), averaged over tasks; "beats" is
     "lower" for raw lower-is-better scores), each with a stratified bootstrap 95% CI.
     Raises ``ValueError`` naming what exists when a variant or the benchmark has no
-    records, and :class:`LeaderboardError` when records of either on it are bad.
+    records, and :class:`LeaderboardError` when records of either on it are bad. With
+    ``progress`` (``None``: when stderr is a terminal), progress bars on stderr.
     """
-    res = collect(results_dir)
+    res = collect(results_dir, progress=progress)
     bad = [p.message for p in res.problems
            if p.benchmark_id in (None, benchmark_id) and p.agent in (None, agent_a, agent_b)]
     if bad:
@@ -871,10 +896,15 @@ def compare(
     a = stats.aggregate(group[agent_a], bench, which=which)
     b = stats.aggregate(group[agent_b], bench, which=which)
     lower = a.lower_is_better
-    iqm_a = stats.iqm_ci(a.scores, reps=reps, seed=seed)
-    iqm_b = stats.iqm_ci(b.scores, reps=reps, seed=seed)
-    diff = stats.iqm_difference_ci(a.scores, b.scores, reps=reps, seed=seed)
-    poi = stats.probability_of_improvement_ci(a.scores, b.scores, lower, reps=reps, seed=seed)
+    with progress_bar(progress, 4, "bootstrap confidence intervals", unit="CI") as bar:
+        iqm_a = stats.iqm_ci(a.scores, reps=reps, seed=seed)
+        bar.update(1)
+        iqm_b = stats.iqm_ci(b.scores, reps=reps, seed=seed)
+        bar.update(1)
+        diff = stats.iqm_difference_ci(a.scores, b.scores, reps=reps, seed=seed)
+        bar.update(1)
+        poi = stats.probability_of_improvement_ci(a.scores, b.scores, lower, reps=reps, seed=seed)
+        bar.update(1)
 
     def iv(x: stats.Interval) -> dict[str, float]:
         return {"point": float(x.point), "low": float(x.low), "high": float(x.high)}

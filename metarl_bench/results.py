@@ -416,3 +416,69 @@ def load_all(root: str | Path = DEFAULT_RESULTS) -> tuple[list[Record], list[Rec
             errors.append(exc)
     return records, errors
 
+
+
+# --- a record for people ----------------------------------------------------------------------
+
+
+def _num(v: Any, width: int = 10) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
+        return f"{'-':>{width}}"
+    return f"{v:>{width}.4g}" if abs(v) >= 1e5 or (v != 0 and abs(v) < 1e-3) else f"{v:>{width}.4f}"
+
+
+def format_record_summary(record: Record, max_curve_points: int = 6) -> str:
+    """A short text summary of ``record`` for a terminal: a table of its scores (value,
+    standard error over test tasks, normalised value) with the benchmark's headline score
+    marked ``*``, a few points of its adaptation curve, and its meta-training and
+    evaluation cost (for an agent loaded from a save, where it came from)."""
+    b, s = record.benchmark, record.scores
+    headline = str(b.get("headline", "online"))
+    better = "lower" if b.get("lower_is_better") else "higher"
+    x_label = str(record.extra.get("x_label", "episodes of experience"))
+    y_label = str(record.extra.get("y_label", "return"))
+    lines = [f"{record.variant} on {record.benchmark_id} (seed {record.seed})"]
+    lines.append(f"  {'score':<14}{'value':>10}{'se':>10}{'normalised':>12}")
+    names = ["online", "final"] + sorted(
+        k for k, v in s.items()
+        if k not in ("online", "final") and not k.startswith("normalized_") and isinstance(v, dict) and "value" in v
+    )
+    kinds = set()
+    for k in names:
+        v = s.get(k) or {}
+        norm = s.get(f"normalized_{k}")
+        if isinstance(norm, dict):
+            kinds.add(str(norm.get("normalization")))
+        mark = "*" if k == headline else " "
+        norm_text = _num(norm.get("value"), 12) if isinstance(norm, dict) else f"{'-':>12}"
+        lines.append(f"{mark} {k:<14}{_num(v.get('value'))}{_num(v.get('se'))}{norm_text}")
+    note = f"  * headline ({better} is better); se over test tasks"
+    if kinds:
+        how = "per test task" if kinds == {"per-task"} else "by the benchmark's references"
+        note += f"; normalised: 0 = random, 1 = oracle, {how}"
+    lines.append(note)
+    xs, means = list(record.curve.get("x", [])), list(record.curve.get("mean", []))
+    if xs and len(xs) == len(means):
+        if len(xs) > max_curve_points:
+            idx = sorted({round(i * (len(xs) - 1) / (max_curve_points - 1)) for i in range(max_curve_points)})
+        else:
+            idx = list(range(len(xs)))
+        points = "  ".join(f"{xs[i]:g}: {means[i]:.4g}" for i in idx)
+        lines.append(f"  curve, mean {y_label} by {x_label}: {points}")
+    mt = record.meta_train
+    unit = "labelled examples" if "x_label" in record.extra else "env steps"
+    if mt.get("loaded_from"):
+        saved = mt.get("saved") or {}
+        steps = saved.get("env_steps")
+        trained = f"{steps:,} {unit}" if isinstance(steps, int) else "unknown steps"
+        lines.append(f"  meta-training: none here; loaded from {mt['loaded_from']} (trained with seed "
+                     f"{saved.get('seed')}, {trained})")
+    else:
+        lines.append(f"  meta-training: {int(mt.get('env_steps', 0) or 0):,} {unit}, "
+                     f"{float(mt.get('wall_seconds', 0) or 0):.1f} s")
+    ev = record.evaluation
+    if ev:
+        steps = int(ev.get("env_steps", 0) or 0)
+        what = f"{steps:,} env steps, " if steps else ""
+        lines.append(f"  evaluation: {what}{float(ev.get('wall_seconds', 0) or 0):.1f} s")
+    return "\n".join(lines)

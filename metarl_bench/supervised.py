@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, runtime_checkable
 from typing import Protocol as TypingProtocol
@@ -40,10 +41,10 @@ from typing import Protocol as TypingProtocol
 import numpy as np
 import torch
 
-from metarl_bench.agents import Agent
+from metarl_bench.agents import Agent, ProgressBar
 from metarl_bench.benchmark_defs import INNER_STEPS, QUERY_POINTS, query_grid
 from metarl_bench.benchmarks import Benchmark
-from metarl_bench.harness import build_record, thin_rows
+from metarl_bench.harness import TensorBoardLog, build_record, progress_bar, thin_rows
 from metarl_bench.results import Record
 
 __all__ = ["INNER_STEPS", "QUERY_POINTS", "query_grid"]  # defined with the benchmarks, used here
@@ -165,6 +166,7 @@ class SupervisedTrainContext:
     progress: bool = False
     samples: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)
+    tensorboard: TensorBoardLog | None = None
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -194,11 +196,18 @@ class SupervisedTrainContext:
         return self.problem.sample(n_tasks, n_support, n_query, self.rng)
 
     def record(self, **metrics: Any) -> None:
-        """Log training metrics (kept in the record's ``extra.train_log``, thinned to ~100 rows)."""
+        """Log training metrics (kept in the record's ``extra.train_log``, thinned to ~100 rows;
+        also written to TensorBoard when the run asked for it, x = labelled examples drawn)."""
         row = {"samples": self.samples, "wall_seconds": round(time.perf_counter() - self.started, 3)}
         row.update({k: round(float(v), 6) for k, v in metrics.items()})
         self.log.append(row)
+        if self.tensorboard is not None:
+            self.tensorboard.write(row)
 
+    def progress_bar(self, total: int | None, unit: str = "it", desc: str | None = None) -> ProgressBar:
+        """A bar for the learner's training loop (``total`` steps of ``unit``), shown on stderr
+        when the run asked for progress, else one that shows nothing."""
+        return progress_bar(self.progress, total, desc or f"meta-training on {self.name}", unit)
 
 
 @dataclass
@@ -313,11 +322,21 @@ def _round_significand(a: np.ndarray, bits: int = 12) -> np.ndarray:
     return rounded.view(np.float32).astype(np.float64)
 
 
-def evaluate_supervised(agent: Agent, bench: Benchmark, seed: int = 0, progress: bool = False) -> Record:
+def evaluate_supervised(
+    agent: Agent,
+    bench: Benchmark,
+    seed: int = 0,
+    progress: bool = False,
+    train: bool = True,
+    on_trained: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: TensorBoardLog | None = None,
+) -> Record:
     """Meta-train ``agent`` on ``bench``'s train tasks, adapt it on every test task and run, score it.
 
     Called by :func:`metarl_bench.harness.evaluate` for families of kind ``"supervised"``
-    (the agent is already configured for ``bench``).
+    (the agent is already configured for ``bench``). Without ``train`` (an agent loaded
+    from a save) meta-training is skipped; ``on_trained`` is called after it with the
+    samples drawn and the seconds taken; ``tensorboard`` receives the training metrics.
     """
     proto = bench.protocol
     if proto.shots is None or proto.inner_steps is None or proto.query_points is None:
@@ -327,7 +346,7 @@ def evaluate_supervised(agent: Agent, bench: Benchmark, seed: int = 0, progress:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _evaluate_supervised(agent, bench, seed, progress)
+        return _evaluate_supervised(agent, bench, seed, progress, train, on_trained, tensorboard)
     finally:
         torch.set_num_threads(threads)
 
@@ -355,7 +374,15 @@ class SupervisedData(TypingProtocol):
         ...
 
 
-def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bool) -> Record:
+def _evaluate_supervised(
+    agent: Agent,
+    bench: Benchmark,
+    seed: int,
+    progress: bool,
+    train: bool,
+    on_trained: Callable[[dict[str, Any]], None] | None,
+    tensorboard: TensorBoardLog | None,
+) -> Record:
     proto = bench.protocol
     assert proto.shots is not None and proto.inner_steps is not None and proto.query_points is not None
     fam = bench.family
@@ -375,10 +402,14 @@ def _evaluate_supervised(agent: Agent, bench: Benchmark, seed: int, progress: bo
         budget_samples=bench.meta_train_steps,
         benchmark=bench,
         progress=progress,
+        tensorboard=tensorboard,
     )
     t0 = time.perf_counter()
-    agent.meta_train(ctx)  # type: ignore[arg-type]
+    if train:  # not for an agent loaded from a save: the evaluation seed is the same either way
+        agent.meta_train(ctx)  # type: ignore[arg-type]
     train_wall = time.perf_counter() - t0
+    if on_trained is not None:
+        on_trained({"env_steps": ctx.samples, "wall_seconds": round(train_wall, 3)})
 
     ectx = SupervisedEvalContext(
         test_problem, seed=int(ss_eval.generate_state(1)[0]), shots=proto.shots, inner_steps=proto.inner_steps,

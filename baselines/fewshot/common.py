@@ -30,6 +30,8 @@ from metarl_bench.agents import DivergenceError
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     SupervisedAdapter,
+    SupervisedAgent,
+    SupervisedEvalContext,
     SupervisedTrainContext,
     task_losses,
 )
@@ -268,16 +270,53 @@ def should_log(iteration: int, iterations: int) -> bool:
 
 
 def training_iterations(ctx: SupervisedTrainContext, total: int, desc: str) -> Iterator[int]:
-    """``range(total)``, shown as a progress bar when the context asks for progress."""
-    if not ctx.progress:
-        yield from range(total)
-        return
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc=desc, unit="it", leave=False, mininterval=1.0) as bar:
+    """``range(total)``, shown as a progress bar (:meth:`SupervisedTrainContext.progress_bar`)
+    when the run asks for progress."""
+    with ctx.progress_bar(total, "it", desc) as bar:
         for it in range(total):
             yield it
             bar.update(1)
+
+
+# --- saving --------------------------------------------------------------------------------
+
+
+class NetLearner(SupervisedAgent):
+    """A supervised learner whose learned state is one network, ``self.net``, built by
+    ``meta_train`` with ``ctx.problem.make_net(config.hidden_sizes, ...)``.
+
+    Saving (see :class:`~metarl_bench.agents.Agent`): ``state_dict()`` is ``{"net": its
+    state dict}``; after ``load_state_dict``, :meth:`trained_net` builds the network for the
+    adapter's problem and gives it the saved weights.
+    """
+
+    net: nn.Module
+    _loaded_net: Mapping[str, Any] | None = None
+
+    def trained_net(self, ctx: SupervisedEvalContext) -> nn.Module:
+        """The meta-trained network (a loaded agent's is built here, for ``ctx.problem``)."""
+        if not hasattr(self, "net"):
+            if self._loaded_net is None:
+                raise RuntimeError(f"{self.name}: call meta_train before adapter")
+            hidden = tuple(vars(self.config)["hidden_sizes"])  # every NetLearner config has hidden_sizes
+            net = ctx.problem.make_net(hidden, torch.Generator().manual_seed(0))
+            net.load_state_dict(self._loaded_net)
+            self.net, self._loaded_net = net, None
+        return self.net
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"net": the meta-trained network's state dict}``, or ``{}`` before meta-training."""
+        if hasattr(self, "net"):
+            return {"net": self.net.state_dict()}
+        return {} if self._loaded_net is None else {"net": self._loaded_net}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if set(state) - {"net"}:
+            raise ValueError(f"agent {self.name!r}: the saved state must hold only 'net', got {sorted(state)}")
+        if hasattr(self, "net") and "net" in state:  # already built: load in place (shapes must match)
+            self.net.load_state_dict(state["net"])
+            return
+        self._loaded_net = state.get("net")
 
 
 def check_hidden(agent: str, hidden_sizes: tuple[int, ...]) -> None:

@@ -25,6 +25,7 @@ from torch import nn
 from metarl_bench.agents import AgentConfig, positive
 from metarl_bench.baselines.fewshot.common import (
     GradientAdapter,
+    NetLearner,
     Params,
     all_finite,
     batched_forward,
@@ -43,7 +44,6 @@ from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     Episode,
     SupervisedAdapter,
-    SupervisedAgent,
     SupervisedEvalContext,
     SupervisedTrainContext,
     task_losses,
@@ -124,7 +124,7 @@ def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: Supervised
             ctx.record(iteration=it, outer_loss=value)
 
 
-class MAMLAgent(SupervisedAgent):
+class MAMLAgent(NetLearner):
     """Second-order MAML (Finn et al. 2017) on supervised few-shot benchmarks."""
 
     name = "maml"
@@ -143,9 +143,8 @@ class MAMLAgent(SupervisedAgent):
         meta_train_maml(self.net, ctx, self.config, self.name)
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
-        if not hasattr(self, "net"):
-            raise RuntimeError(f"{self.name}: call meta_train before adapter")
-        return GradientAdapter(self.net, params_of(self.net), self.config.inner_lr, ctx.problem.loss)
+        net = self.trained_net(ctx)
+        return GradientAdapter(net, params_of(net), self.config.inner_lr, ctx.problem.loss)
 
 
 @dataclass

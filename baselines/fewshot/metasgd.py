@@ -17,7 +17,9 @@ after three, inf after four).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,6 +121,22 @@ class MetaSGDAgent(SupervisedAgent):
     learns = True
     description = "Meta-SGD (Li et al. 2017)"
     config: MetaSGDConfig
+    _loaded: Mapping[str, Any] | None = None  # a saved state, until adapter() builds the learner
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"learner": the network's and the per-parameter rates' state dict}``, or ``{}``
+        before meta-training."""
+        if hasattr(self, "learner"):
+            return {"learner": self.learner.state_dict()}
+        return {} if self._loaded is None else {"learner": self._loaded}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if set(state) - {"learner"}:
+            raise ValueError(f"agent 'meta-sgd': the saved state must hold only 'learner', got {sorted(state)}")
+        if hasattr(self, "learner") and "learner" in state:  # already built: load in place (shapes must match)
+            self.learner.load_state_dict(state["learner"])
+            return
+        self._loaded = state.get("learner")
 
     def check_benchmark(self, benchmark: Benchmark) -> None:
         # one support and one query set of K shots per task and iteration
@@ -143,7 +161,14 @@ class MetaSGDAgent(SupervisedAgent):
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
         if not hasattr(self, "learner"):
-            raise RuntimeError(f"{self.name}: call meta_train before adapter")
+            if self._loaded is None:
+                raise RuntimeError(f"{self.name}: call meta_train before adapter")
+            # a saved agent: the network and rates built for this problem, then the saved values
+            gen = torch.Generator().manual_seed(0)
+            net = ctx.problem.make_net(self.config.hidden_sizes, gen)
+            self.learner = MetaSGDLearner(net, self.config.inner_lr[0], self.config.inner_lr[1], gen)
+            self.learner.load_state_dict(self._loaded)
+            self._loaded = None
         steps = self.config.test_steps or self.config.inner_steps
         return GradientAdapter(
             self.learner.net, params_of(self.learner.net), self.learner.rates(), ctx.problem.loss, max_steps=steps

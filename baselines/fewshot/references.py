@@ -20,6 +20,7 @@ import torch
 from metarl_bench.agents import AgentConfig, positive
 from metarl_bench.baselines.fewshot.common import (
     GradientAdapter,
+    NetLearner,
     all_finite,
     batched_forward,
     check_hidden,
@@ -65,7 +66,7 @@ class PretrainedConfig(AgentConfig):
         check_hidden("pretrained", self.hidden_sizes)
 
 
-class PretrainedAgent(SupervisedAgent):
+class PretrainedAgent(NetLearner):
     """Joint training on all training tasks, then fine-tuning (Finn et al. 2017's "pretrained")."""
 
     name = "pretrained"
@@ -99,9 +100,8 @@ class PretrainedAgent(SupervisedAgent):
                 ctx.record(iteration=it, loss=float(value.detach()))
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
-        if not hasattr(self, "net"):
-            raise RuntimeError(f"{self.name}: call meta_train before adapter")
-        return GradientAdapter(self.net, params_of(self.net), self.config.inner_lr, ctx.problem.loss)
+        net = self.trained_net(ctx)
+        return GradientAdapter(net, params_of(net), self.config.inner_lr, ctx.problem.loss)
 
 
 # --- scratch -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from torch import nn
 from metarl_bench.agents import AgentConfig, positive
 from metarl_bench.baselines.fewshot.common import (
     GradientAdapter,
+    NetLearner,
     Params,
     all_finite,
     check_hidden,
@@ -37,7 +38,6 @@ from metarl_bench.benchmarks import Benchmark
 from metarl_bench.supervised import (
     Episode,
     SupervisedAdapter,
-    SupervisedAgent,
     SupervisedEvalContext,
     SupervisedTrainContext,
 )
@@ -93,7 +93,7 @@ def reptile_update_(params: Params, phi: Params, step_size: float) -> None:
         theta.add_(step_size * (phi[name].mean(dim=0) - theta))
 
 
-class ReptileAgent(SupervisedAgent):
+class ReptileAgent(NetLearner):
     """Reptile (Nichol et al. 2018), batched over the tasks of a meta-batch."""
 
     name = "reptile"
@@ -124,6 +124,5 @@ class ReptileAgent(SupervisedAgent):
                 ctx.record(iteration=it, step_size=step, mean_abs_move=float(moved) / cfg.meta_batch_size)
 
     def adapter(self, ctx: SupervisedEvalContext) -> SupervisedAdapter:
-        if not hasattr(self, "net"):
-            raise RuntimeError(f"{self.name}: call meta_train before adapter")
-        return GradientAdapter(self.net, params_of(self.net), self.config.inner_lr, ctx.problem.loss)
+        net = self.trained_net(ctx)
+        return GradientAdapter(net, params_of(net), self.config.inner_lr, ctx.problem.loss)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -137,6 +138,7 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
     learns = True
     config: MAMLConfig
     divergence_fix: ClassVar[str] = "Lower fast_lr, or check the environment's rewards for NaN or huge values."
+    _loaded_policy: Mapping[str, Any] | None = None  # a saved policy's weights, until adapter() builds it
 
     def supports(self, benchmark: Benchmark) -> str | None:
         if benchmark.family.kind != "rl":
@@ -285,29 +287,39 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
         idx = ctx.rng.choice(len(ctx.train_tasks), size=m, replace=len(ctx.train_tasks) < m)
         venv.set_tasks([ctx.train_tasks[int(i)] for i in idx for _ in range(e)])
 
+    def progress_total(self, ctx: MetaTrainContext, per_iteration: int) -> int:
+        """The meta-iterations the progress bar counts to: ``iterations``, or fewer when the
+        step budget ends training first."""
+        return max(0, min(self.config.iterations, ctx.steps_left // max(1, per_iteration)))
+
     def _meta_train(self, ctx: MetaTrainContext) -> None:
         cfg = self.config
         venv = self._start_training(ctx)
         per_iteration = (cfg.num_steps + 1) * venv.num_envs * (ctx.family.horizon or 1)
-        for it in range(1, cfg.iterations + 1):
-            if ctx.steps_left < per_iteration:
-                ctx.record(iteration=it, stopped="meta-training step budget exhausted")
-                break
-            self._next_meta_batch(ctx, venv)
-            timing = {"sampling": 0.0, "inner": 0.0, "cg": 0.0, "line_search": 0.0, "outer": 0.0}
-            t0, c0 = time.perf_counter(), time.process_time()
-            train, valid, train_eps, valid_eps = self.sample_meta_batch(ctx, venv, timing, it)
-            stats = self.step(train, valid, it, timing)
-            self._save_checkpoint(it)
-            ctx.record(
-                iteration=it,
-                train_return=float(train_eps[0].returns.mean()),
-                valid_return=float(valid_eps.returns.mean()),
-                seconds=round(time.perf_counter() - t0, 4),
-                cpu_seconds=round(time.process_time() - c0, 4),
-                **{f"t_{k}": round(v, 4) for k, v in timing.items()},
-                **stats,
-            )
+        total = self.progress_total(ctx, per_iteration)
+        with ctx.progress_bar(total, "it", f"{self.name} on {ctx.benchmark.id}") as bar:
+            for it in range(1, cfg.iterations + 1):
+                if ctx.steps_left < per_iteration:
+                    ctx.record(iteration=it, stopped="meta-training step budget exhausted")
+                    break
+                self._next_meta_batch(ctx, venv)
+                timing = {"sampling": 0.0, "inner": 0.0, "cg": 0.0, "line_search": 0.0, "outer": 0.0}
+                t0, c0 = time.perf_counter(), time.process_time()
+                train, valid, train_eps, valid_eps = self.sample_meta_batch(ctx, venv, timing, it)
+                stats = self.step(train, valid, it, timing)
+                self._save_checkpoint(it)
+                valid_return = float(valid_eps.returns.mean())
+                ctx.record(
+                    iteration=it,
+                    train_return=float(train_eps[0].returns.mean()),
+                    valid_return=valid_return,
+                    seconds=round(time.perf_counter() - t0, 4),
+                    cpu_seconds=round(time.process_time() - c0, 4),
+                    **{f"t_{k}": round(v, 4) for k, v in timing.items()},
+                    **stats,
+                )
+                bar.set_postfix(valid_return=f"{valid_return:.3g}", refresh=False)
+                bar.update(1)
         venv.close()
 
     def _setup_optimiser(self) -> None:
@@ -319,7 +331,31 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
     def adapter(self, ctx: EvalContext) -> Adapter:
         if getattr(self, "policy", None) is None:
             self._build_untrained(ctx)
+            loaded = self._loaded_policy
+            if loaded is not None:  # a saved agent: the policy built for these spaces, then its weights
+                self.policy.load_state_dict(loaded)
+                self._loaded_policy = None
         return PolicyGradientAdapter(self.policy, self.config, ctx)
+
+    # -- saving (see Agent) ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"policy": the meta-trained policy's state dict}``, or ``{}`` before meta-training."""
+        policy = getattr(self, "policy", None)
+        if policy is None:
+            loaded = self._loaded_policy
+            return {} if loaded is None else {"policy": loaded}
+        return {"policy": policy.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Keep the saved policy's weights; ``adapter(ctx)`` builds the policy for its spaces and loads them."""
+        extra = set(state) - {"policy"}
+        if extra:
+            raise ValueError(f"agent {self.name!r}: unexpected keys {sorted(extra)} in the saved state")
+        policy = getattr(self, "policy", None)
+        if policy is not None and "policy" in state:  # already built: load in place (shapes must match)
+            policy.load_state_dict(state["policy"])
+            return
+        self._loaded_policy = state.get("policy")
 
     def _build_untrained(self, ctx: EvalContext) -> None:
         """Adapter without meta-training (a benchmark with no budget): the initial policy."""

@@ -73,41 +73,44 @@ class ReptileRL(GradientMetaLearner):
         m = cfg.meta_batch_size
         venv = self._start_training(ctx)
         per_iteration = cfg.num_steps * venv.num_envs * (ctx.family.horizon or 1)
-        for it in range(1, cfg.iterations + 1):
-            if ctx.steps_left < per_iteration:
-                ctx.record(iteration=it, stopped="meta-training step budget exhausted")
-                break
-            self._next_meta_batch(ctx, venv)
-            t0, c0 = time.perf_counter(), time.process_time()
-            t_sampling = 0.0
-            theta = {k: v.detach().clone() for k, v in self.policy.params().items()}
-            params = stack_params(theta, m)
-            returns = []
-            for _ in range(cfg.num_steps):
-                ts = time.perf_counter()
-                episodes = self._collect(ctx, venv, params, m)
-                t_sampling += time.perf_counter() - ts
-                returns.append(float(episodes.returns.mean()))  # return after len(returns) inner steps
-                batch = self._batch(episodes, m)
-                params = self.sampling_step(params, batch)
-                if any_nonfinite(*params.values()):
-                    raise self._diverged(it, "inner-loop policy loss")
-            eps = cfg.meta_lr * (1.0 - (it - 1) / cfg.iterations if cfg.anneal else 1.0)
-            new = reptile_update(theta, params, eps)
-            if any_nonfinite(*new.values()):
-                raise self._diverged(it, "policy parameters")
-            with torch.no_grad():
-                for k, p in self.policy.named_parameters():
-                    p.copy_(new[k])
-            self._save_checkpoint(it)
-            ctx.record(
-                iteration=it,
-                train_return=returns[0],
-                last_inner_return=returns[-1],
-                meta_lr=round(eps, 6),
-                seconds=round(time.perf_counter() - t0, 4),
-                cpu_seconds=round(time.process_time() - c0, 4),
-                t_sampling=round(t_sampling, 4),
-                step_norm=float(np.sqrt(sum(float(((new[k] - theta[k]) ** 2).sum()) for k in theta))),
-            )
+        with ctx.progress_bar(self.progress_total(ctx, per_iteration), "it", f"{self.name} on {ctx.benchmark.id}") as bar:
+            for it in range(1, cfg.iterations + 1):
+                if ctx.steps_left < per_iteration:
+                    ctx.record(iteration=it, stopped="meta-training step budget exhausted")
+                    break
+                self._next_meta_batch(ctx, venv)
+                t0, c0 = time.perf_counter(), time.process_time()
+                t_sampling = 0.0
+                theta = {k: v.detach().clone() for k, v in self.policy.params().items()}
+                params = stack_params(theta, m)
+                returns = []
+                for _ in range(cfg.num_steps):
+                    ts = time.perf_counter()
+                    episodes = self._collect(ctx, venv, params, m)
+                    t_sampling += time.perf_counter() - ts
+                    returns.append(float(episodes.returns.mean()))  # return after len(returns) inner steps
+                    batch = self._batch(episodes, m)
+                    params = self.sampling_step(params, batch)
+                    if any_nonfinite(*params.values()):
+                        raise self._diverged(it, "inner-loop policy loss")
+                eps = cfg.meta_lr * (1.0 - (it - 1) / cfg.iterations if cfg.anneal else 1.0)
+                new = reptile_update(theta, params, eps)
+                if any_nonfinite(*new.values()):
+                    raise self._diverged(it, "policy parameters")
+                with torch.no_grad():
+                    for k, p in self.policy.named_parameters():
+                        p.copy_(new[k])
+                self._save_checkpoint(it)
+                ctx.record(
+                    iteration=it,
+                    train_return=returns[0],
+                    last_inner_return=returns[-1],
+                    meta_lr=round(eps, 6),
+                    seconds=round(time.perf_counter() - t0, 4),
+                    cpu_seconds=round(time.process_time() - c0, 4),
+                    t_sampling=round(t_sampling, 4),
+                    step_norm=float(np.sqrt(sum(float(((new[k] - theta[k]) ** 2).sum()) for k in theta))),
+                )
+                bar.set_postfix(train_return=f"{returns[0]:.3g}", refresh=False)
+                bar.update(1)
         venv.close()

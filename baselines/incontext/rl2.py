@@ -36,7 +36,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +45,15 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from metarl_bench.agents import Adapter, Agent, AgentConfig, DivergenceError, Transition, positive
+from metarl_bench.agents import (
+    Adapter,
+    Agent,
+    AgentConfig,
+    DivergenceError,
+    ProgressBar,
+    Transition,
+    positive,
+)
 from metarl_bench.baselines.shared import fixed_horizon, gae
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
@@ -564,6 +572,7 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
         self.net: RL2Net | None = None
+        self._loaded: dict[str, Any] | None = None  # a saved state, until adapter() builds the network
 
     @property
     def cfg(self) -> RL2Config:
@@ -634,11 +643,11 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         venv = ctx.make_vector_env(train_tasks[:1] * n)
         spec = _Spec(venv.single_observation_space, venv.single_action_space)
         targets = task_targets(train_tasks) if cfg.task_aux_coef > 0 else None
-        with _threads(cfg.num_threads):
+        with _threads(cfg.num_threads), ctx.progress_bar(num_updates, "update", f"rl2 on {bench.id}") as bar:
             net = _build_net(spec, cfg, int(seeds[2]), 0 if targets is None else targets.shape[1])
             opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, eps=1e-5)
             self.net = net
-            self._train(ctx, net, opt, venv, train_tasks, targets, rng, gen, episodes, horizon, num_updates)
+            self._train(ctx, net, opt, venv, train_tasks, targets, rng, gen, episodes, horizon, num_updates, bar)
         venv.close()
 
     def _train(
@@ -654,6 +663,7 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         episodes: int,
         horizon: int,
         num_updates: int,
+        bar: ProgressBar | None = None,
     ) -> None:
         cfg = self.cfg
         n = cfg.num_trials
@@ -691,13 +701,11 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
                 wall = time.perf_counter() - t0
                 sps = (ctx.steps - steps0) / max(wall, 1e-9)
                 ctx.record(update=update, trial_return=batch.trial_return, ent_coef=ent_coef, env_steps_per_s=sps, **stats)
-                if ctx.progress:
-                    print(
-                        f"rl2 {ctx.benchmark.id} update {update + 1}/{num_updates}: trial return "
-                        f"{batch.trial_return:.3f}, entropy {stats['entropy']:.3f}, {ctx.steps:,} env steps, "
-                        f"{wall:.0f} s, {sps:,.0f} steps/s",
-                        flush=True,
-                    )
+                if bar is not None:
+                    bar.set_postfix(trial_return=f"{batch.trial_return:.3f}", entropy=f"{stats.get('entropy', float('nan')):.3f}",
+                                    steps_per_s=f"{sps:,.0f}", refresh=False)
+            if bar is not None:
+                bar.update(1)
 
     def _ppo_epochs(
         self,
@@ -747,8 +755,34 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
     def adapter(self, ctx: EvalContext) -> Adapter:
         spec = _Spec(ctx.observation_space, ctx.action_space)
         if self.net is None:  # adapting without meta-training: an untrained policy
-            self.net = _build_net(spec, self.cfg, int(np.random.SeedSequence(ctx.seed).generate_state(1)[0]))
+            loaded = self._loaded
+            task_dim = int(loaded["task_dim"]) if loaded is not None else 0
+            self.net = _build_net(spec, self.cfg, int(np.random.SeedSequence(ctx.seed).generate_state(1)[0]), task_dim)
+            if loaded is not None:  # a saved agent: the network built for these spaces, then its weights
+                self.net.load_state_dict(loaded["net"])
+                self._loaded = None
         return RL2Adapter(self.net, ctx.seed, self.cfg.deterministic_eval, self.cfg.num_threads)
+
+    # -- saving (see Agent) ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"net": the GRU network's state dict, "task_dim": its task head's width (0: none)}``,
+        or ``{}`` before meta-training."""
+        if self.net is None:
+            return {} if self._loaded is None else dict(self._loaded)
+        task_dim = 0 if self.net.task_head is None else int(self.net.task_head.out_features)
+        return {"net": self.net.state_dict(), "task_dim": task_dim}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Keep the saved network; ``adapter(ctx)`` builds it for its spaces and loads the weights."""
+        if not state:
+            self._loaded = None
+            return
+        if set(state) != {"net", "task_dim"}:
+            raise ValueError(f"agent 'rl2': the saved state must hold 'net' and 'task_dim', got {sorted(state)}")
+        if self.net is not None:  # already built: load in place (shapes must match)
+            self.net.load_state_dict(state["net"])
+            return
+        self._loaded = dict(state)
 
 
 class RL2Adapter(Adapter):
