@@ -69,7 +69,8 @@ def _orthogonal(n: int, rows: int, cols: int, gain: float, gen: torch.Generator)
     return gain * q[:, :rows, :cols].contiguous()
 
 
-def init_params(n: int, obs_dim: int, act_space: spaces.Space, hidden: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+def init_params(n: int, obs_dim: int, act_space: spaces.Space, hidden: int, gen: torch.Generator,
+                log_std_init: float = 0.0) -> dict[str, torch.Tensor]:
     """``n`` freshly initialised SB3 ``MlpPolicy`` networks (``net_arch=[hidden, hidden]``),
     as stacked tensors keyed by SB3's ``state_dict`` names."""
     out_dim = int(act_space.n) if isinstance(act_space, spaces.Discrete) else int(np.prod(act_space.shape or ()))
@@ -86,7 +87,7 @@ def init_params(n: int, obs_dim: int, act_space: spaces.Space, hidden: int, gen:
         params[f"{name}.weight"] = _orthogonal(n, rows, cols, gain, gen)
         params[f"{name}.bias"] = torch.zeros(n, rows)
     if isinstance(act_space, spaces.Box):
-        params["log_std"] = torch.zeros(n, out_dim)
+        params["log_std"] = torch.full((n, out_dim), float(log_std_init))
     return params
 
 

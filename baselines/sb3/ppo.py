@@ -28,7 +28,7 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from metarl_bench.agents import Adapter, Agent, AgentConfig, positive
+from metarl_bench.agents import Adapter, Agent, AgentConfig, build_config, positive, tuned_config
 from metarl_bench.baselines.sb3.batched_ppo import BatchedPPOAdapter, PPOUpdate, init_params, stack_state
 from metarl_bench.baselines.sb3.common import RecordRollouts, learn_steps, torch_threads, train_vec_env
 from metarl_bench.benchmarks import Benchmark
@@ -57,6 +57,8 @@ class SB3PPOConfig(AgentConfig):
     """Value loss weight."""
     max_grad_norm: float = 0.5
     """Gradient norm clip."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of a Gaussian policy (SB3's ``log_std_init``; rl-zoo sets it where actions span less than [-1, 1])."""
     hidden_size: int = 64
     """Units of each of the two tanh layers of the policy and of the value network (SB3's ``net_arch=[h, h]``)."""
     deterministic_eval: bool = True
@@ -134,6 +136,15 @@ class FinetunePPOConfig(MultitaskPPOConfig):
         positive(self.agent_name, episodes_per_stage=self.episodes_per_stage)
 
 
+def policy_kwargs(cfg: SB3PPOConfig, action_space: spaces.Space) -> dict[str, Any]:
+    """SB3 ``policy_kwargs`` of a config: two tanh layers of ``hidden_size`` units, and
+    ``log_std_init`` for a Gaussian policy (SB3 refuses it for discrete actions)."""
+    out: dict[str, Any] = {"net_arch": [cfg.hidden_size, cfg.hidden_size]}
+    if isinstance(action_space, spaces.Box):
+        out["log_std_init"] = cfg.log_std_init
+    return out
+
+
 def _unsupported(benchmark: Benchmark) -> str | None:
     if benchmark.family.kind != "rl":
         return "SB3 baselines are RL agents"
@@ -168,7 +179,7 @@ class PPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
         obs_dim = int(np.prod(ctx.observation_space.shape or ()))
 
         def fresh(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-            return init_params(n, obs_dim, ctx.action_space, cfg.hidden_size, gen)
+            return init_params(n, obs_dim, ctx.action_space, cfg.hidden_size, gen, cfg.log_std_init)
 
         return BatchedPPOAdapter(ctx.observation_space, ctx.action_space, cfg.update(), cfg.episodes_per_stage,
                                  ctx.benchmark.protocol.budget_episodes, fresh, ctx.seed, cfg.deterministic_eval, cfg.num_threads)
@@ -208,6 +219,14 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
     def supports(self, benchmark: Benchmark) -> str | None:
         return _unsupported(benchmark)
 
+    def configure(self, benchmark: Benchmark) -> AgentConfig:
+        """Tuned settings from ``multitask-ppo.yaml`` (shared by ``task-ppo`` and the fine-tuned
+        variant, so that the three are trained alike), then the agent's own file, then overrides."""
+        shared = tuned_config("multitask-ppo", benchmark.id, MultitaskPPOConfig)
+        own = tuned_config(self.name, benchmark.id, self.config_cls) if self.name != "multitask-ppo" else {}
+        self.config = build_config(self.config_cls, {**shared, **own}, self.overrides, self.name)  # type: ignore[assignment]
+        return self.config
+
     def check_benchmark(self, benchmark: Benchmark) -> None:
         cfg = self.config
         if min(cfg.total_timesteps, benchmark.meta_train_steps) < cfg.n_steps * cfg.n_envs:
@@ -225,7 +244,7 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
                 "MlpPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                 n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
                 ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-                policy_kwargs={"net_arch": [cfg.hidden_size, cfg.hidden_size]}, seed=ctx.seed % 2**31, device="cpu",
+                policy_kwargs=policy_kwargs(cfg, venv.action_space), seed=ctx.seed % 2**31, device="cpu",
             )
             self.model.learn(total_timesteps=steps, callback=RecordRollouts(ctx, every=max(steps // venv.num_envs // cfg.n_steps // 200, 1)))
         venv.close()

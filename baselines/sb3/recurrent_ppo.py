@@ -20,7 +20,7 @@ from sb3_contrib import RecurrentPPO
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
 from metarl_bench.baselines.sb3.common import RecordRollouts, learn_steps, torch_threads, train_vec_env
-from metarl_bench.baselines.sb3.ppo import SB3PPOConfig
+from metarl_bench.baselines.sb3.ppo import SB3PPOConfig, policy_kwargs
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 from metarl_bench.trial import TrialInputs, TrialWrapper
@@ -94,7 +94,7 @@ class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
                 "MlpLstmPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
                 n_epochs=cfg.n_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range,
                 ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-                policy_kwargs={"net_arch": [cfg.hidden_size, cfg.hidden_size], "lstm_hidden_size": cfg.lstm_hidden_size},
+                policy_kwargs={**policy_kwargs(cfg, venv.action_space), "lstm_hidden_size": cfg.lstm_hidden_size},
                 seed=ctx.seed % 2**31, device="cpu",
             )
             every = max(steps // (cfg.n_steps * cfg.n_envs) // 200, 1)
