@@ -29,6 +29,14 @@ trust region, then a backtracking line search (``ls_max_steps`` x ``ls_backtrack
 accepting the first step that lowers the surrogate and keeps the KL under ``max_kl``. A
 line search that never succeeds keeps the old parameters and is logged.
 
+How the meta-gradient and the KL's Hessian-vector products are computed is a switch,
+``curvature``: ``"autograd"`` is the plain definition, autograd differentiating the
+surrogate once and the KL twice through the inner steps (pytorch-maml-rl's code, and the
+one to read first); ``"factored"`` (the default, and the measured speed: a product about
+4x faster than autograd's double backward) evaluates the same products with the
+hand-written Jacobian and Fisher products of :mod:`~metarl_bench.baselines.gradient.mlp_curvature` (see
+:class:`MAMLTRPO`). Tests check that both sides give the same meta-update.
+
 Outer loop, ``maml-ppo``: the clipped surrogate of PPO (Schulman et al. 2017) over the
 post-adaptation episodes, optimised with Adam for ``ppo_epochs`` epochs per meta-batch,
 the gradient flowing through the inner update: the PPO-MAML formulation of ProMP
@@ -44,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,6 +66,7 @@ from metarl_bench.baselines.gradient.common import (
     any_nonfinite,
     conjugate_gradient,
     flat,
+    kl_hessian_vector_product,
     set_flat_params,
     stack_params,
     subsample_steps,
@@ -82,6 +92,11 @@ class MAMLTRPOConfig(MAMLConfig):
     gradient, evenly spaced along its episodes (1 = all, as pytorch-maml-rl; 0.2 = every 5th
     sample, as OpenAI Baselines' TRPO: steps 0, 5, ..., 95 of every 100-step episode). The
     meta-gradient, the trust-region check and the line search always use every sample."""
+    curvature: str = "factored"
+    """How the meta-gradient and the KL's Hessian-vector products are computed: 'autograd'
+    differentiates through the inner steps (the plain definition, pytorch-maml-rl's code);
+    'factored' evaluates the same products with the hand-written Jacobian and Fisher products
+    of :mod:`mlp_curvature` (the measured speed). The two agree to rounding."""
     ls_max_steps: int = 15
     """Maximum backtracking steps in the line search."""
     ls_backtrack_ratio: float = 0.8
@@ -96,6 +111,15 @@ class MAMLTRPOConfig(MAMLConfig):
             raise ValueError(f"agent 'maml-trpo': config field 'cg_damping' must be >= 0, got {self.cg_damping!r}")
         if not 0.0 < self.cg_subsample <= 1.0:
             raise ValueError(f"agent 'maml-trpo': config field 'cg_subsample' must be in (0, 1], got {self.cg_subsample!r}")
+        if self.curvature not in ("factored", "autograd"):
+            raise ValueError(
+                f"agent 'maml-trpo': config field 'curvature' must be 'factored' or 'autograd', got {self.curvature!r}"
+            )
+        if self.curvature == "autograd" and self.cg_subsample < 1.0:
+            raise ValueError(
+                f"agent 'maml-trpo': config field 'cg_subsample' = {self.cg_subsample!r} needs curvature='factored' "
+                f"(the subsampled products are built from the factored ones)"
+            )
         if not 0.0 < self.ls_backtrack_ratio < 1.0:
             raise ValueError(
                 f"agent 'maml-trpo': config field 'ls_backtrack_ratio' must be in (0, 1), got {self.ls_backtrack_ratio!r}"
@@ -124,8 +148,10 @@ class MAMLTRPO(GradientMetaLearner):
     """MAML with a TRPO meta-update (Finn et al. 2017; pytorch-maml-rl).
 
     The Hessian-vector product is that of pytorch-maml-rl (the KL's Hessian through the
-    inner update), evaluated in factored form. With ``theta'_i = U(theta)`` the adapted
-    parameters and ``J_i = d theta'_i / d theta``, the chain rule gives
+    inner update). With ``curvature="autograd"`` it is computed as defined, by double
+    backward (:meth:`meta_gradient`); by default it is evaluated in factored form. With
+    ``theta'_i = U(theta)`` the adapted parameters and ``J_i = d theta'_i / d theta``, the
+    chain rule gives
 
         d^2 KL / d theta^2 = sum_i J_i^T F_i J_i + sum_i (dKL / d theta'_i) . d^2 theta'_i / d theta^2,
 
@@ -162,11 +188,13 @@ class MAMLTRPO(GradientMetaLearner):
 
         With ``old_dist`` None (the first evaluation of a step) the adapted policy is the
         old policy and the graph is kept for the meta-gradient; otherwise (line search)
-        only values are needed: the inner step uses the hand-written gradient and nothing
-        keeps a graph.
+        only values are needed: the inner step uses the hand-written gradient (autograd's with
+        ``curvature="autograd"``) and nothing keeps a graph.
         """
         if old_dist is None:
             params = self.adapt(train)
+        elif self.config.curvature == "autograd":
+            params = {k: v.detach() for k, v in self.adapt(train, first_order=True).items()}
         else:
             params = self.adapt_with_jacobian(train, values_only=True)[0]
         with torch.set_grad_enabled(old_dist is None):
@@ -233,10 +261,35 @@ class MAMLTRPO(GradientMetaLearner):
 
         return product
 
-    def step(self, train: list[GroupBatch], valid: GroupBatch, iteration: int, timing: dict[str, float]) -> dict:
-        """One TRPO meta-update; returns statistics for the training log."""
+    def meta_gradient(
+        self, train: list[GroupBatch], valid: GroupBatch, iteration: int = 0
+    ) -> tuple[Tensor, tuple[Tensor, ...], Tensor, Callable[[], Callable[[Tensor], Tensor]]]:
+        """The surrogate loss at the current parameters, the adapted policy's distribution on
+        ``valid`` (the old one of the trust region), the flat meta-gradient, and a builder of
+        ``v -> (H + cg_damping I) v`` with ``H`` the Hessian of the mean KL, all computed as
+        ``curvature`` says. A non-finite loss raises :class:`TrainingDiverged`."""
+        if self.config.curvature == "autograd":
+            return self._autograd_meta_gradient(train, valid, iteration)
+        return self._factored_meta_gradient(train, valid, iteration)
+
+    def _autograd_meta_gradient(
+        self, train: list[GroupBatch], valid: GroupBatch, iteration: int
+    ) -> tuple[Tensor, tuple[Tensor, ...], Tensor, Callable[[], Callable[[Tensor], Tensor]]]:
+        """The plain computation (pytorch-maml-rl's ``MAMLTRPO.step``): adapt with a graph,
+        differentiate the surrogate loss once and the KL twice through the inner steps."""
+        loss, kl, old_dist = self.surrogate_loss(train, valid)
+        if any_nonfinite(loss.detach()):
+            raise self._diverged(iteration, "policy loss")
+        params = list(self.policy.parameters())
+        grads = flat(torch.autograd.grad(loss, params, retain_graph=True)).detach()
+        return loss, old_dist, grads, lambda: kl_hessian_vector_product(kl, params, self.config.cg_damping)
+
+    def _factored_meta_gradient(
+        self, train: list[GroupBatch], valid: GroupBatch, iteration: int
+    ) -> tuple[Tensor, tuple[Tensor, ...], Tensor, Callable[[], Callable[[Tensor], Tensor]]]:
+        """The same with the hand-written products: the meta-gradient is ``sum_i J_i^T g_i``
+        with ``g_i`` the surrogate's gradient at the adapted parameters (see the class docstring)."""
         cfg = self.config
-        t0 = time.perf_counter()
         adapted, steps = self.adapt_with_jacobian(train)
         leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
         names = list(leaves)
@@ -247,24 +300,35 @@ class MAMLTRPO(GradientMetaLearner):
             raise self._diverged(iteration, "policy loss")
         grad_out = dict(zip(names, torch.autograd.grad(old_loss, [leaves[k] for k in names], retain_graph=True)))
         grads = self._flatten_sum(self._jacobian_product(steps, grad_out, transpose=True)).detach()
+
+        def hvp() -> Callable[[Tensor], Tensor]:
+            curvature_steps, curvature_valid = steps, valid
+            if cfg.cg_subsample < 1.0:
+                # Curvature on a subsample: the inner losses' Hessians at the same points and the
+                # Fisher at the same adapted parameters, on samples evenly spaced along the episodes.
+                curvature_steps = [
+                    InnerLossCurvature(self.policy, curvature.params, subsample_steps(batch, cfg.cg_subsample))
+                    for curvature, batch in zip(steps, train)
+                ]
+                curvature_valid = subsample_steps(valid, cfg.cg_subsample)
+            return self.hessian_vector_product(curvature_steps, leaves, curvature_valid, cfg.cg_damping)
+
+        return old_loss, old_dist, grads, hvp
+
+    def step(self, train: list[GroupBatch], valid: GroupBatch, iteration: int, timing: dict[str, float]) -> dict:
+        """One TRPO meta-update; returns statistics for the training log."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        old_loss, old_dist, grads, make_hvp = self.meta_gradient(train, valid, iteration)
         t1 = time.perf_counter()
         timing["inner"] += t1 - t0
         if any_nonfinite(grads):
             raise self._diverged(iteration, "meta-gradient")
 
-        curvature_valid = valid
-        if cfg.cg_subsample < 1.0:
-            # Curvature on a subsample: the inner losses' Hessians at the same points and the
-            # Fisher at the same adapted parameters, on samples evenly spaced along the episodes.
-            steps = [
-                InnerLossCurvature(self.policy, curvature.params, subsample_steps(batch, cfg.cg_subsample))
-                for curvature, batch in zip(steps, train)
-            ]
-            curvature_valid = subsample_steps(valid, cfg.cg_subsample)
-        hvp = self.hessian_vector_product(steps, leaves, curvature_valid, cfg.cg_damping)
+        hvp = make_hvp()
         stepdir, h_stepdir = conjugate_gradient(hvp, grads, cfg.cg_iters)
         shs = 0.5 * torch.dot(stepdir, h_stepdir)
-        del hvp, dist, steps, adapted  # free the graphs before the line search
+        del hvp, make_hvp  # free the graphs before the line search
         t2 = time.perf_counter()
         timing["cg"] += t2 - t1
         stats: dict[str, Any] = {"loss_before": float(old_loss.detach())}

@@ -329,13 +329,43 @@ def test_second_order_meta_gradient_matches_direct_autograd():
     train, valid = [_group_batch(2, 12, seed=3)], _group_batch(2, 12, seed=4)
     loss, _, _ = agent.surrogate_loss(train, valid)
     direct = rc.flat(torch.autograd.grad(loss, list(agent.policy.parameters())))
-    adapted, steps = agent.adapt_with_jacobian(train)
-    leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
-    dist = agent.policy.call(leaves, valid.obs)
-    loss2, _ = agent._surrogate(dist, agent.policy.detach(dist), valid)
-    g = dict(zip(leaves, torch.autograd.grad(loss2, list(leaves.values()))))
-    ours = agent._flatten_sum(agent._jacobian_product(steps, g, transpose=True))
-    np.testing.assert_allclose(ours.detach().numpy(), direct.numpy(), rtol=1e-9, atol=1e-12)
+    _, _, ours, _ = agent.meta_gradient(train, valid)  # the factored J^T g (curvature's default)
+    np.testing.assert_allclose(ours.numpy(), direct.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "categorical"])
+@pytest.mark.parametrize("num_steps, first_order", [(1, False), (2, False), (2, True)])
+def test_curvature_switch_factored_equals_autograd(kind, num_steps, first_order):
+    """The two sides of the ``curvature`` switch: the hand-written products ('factored', the
+    default) give autograd's surrogate loss, meta-gradient, KL Hessian-vector product and TRPO
+    step ('autograd': double backward through the inner steps)."""
+    out = {}
+    for curvature in ("autograd", "factored"):
+        agent = _agent(num_steps=num_steps, first_order=first_order, curvature=curvature, cg_damping=0.1)
+        if kind == "gaussian":
+            train = [_group_batch(2, 12, seed=10 + s) for s in range(num_steps)]
+            valid = _group_batch(2, 12, seed=20)
+        else:
+            agent.policy = rc.CategoricalMLPPolicy(3, 4, (8, 8), "tanh", _gen(2)).double()
+            train = [_categorical_batch(2, 12, seed=10 + s) for s in range(num_steps)]
+            valid = _categorical_batch(2, 12, seed=20)
+        before = rc.flat([p.detach() for p in agent.policy.parameters()])
+        loss, _, grads, make_hvp = agent.meta_gradient(train, valid)
+        v = torch.randn(grads.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        hv = make_hvp()(v).detach() - 0.1 * v  # H v without the damping
+        stats = agent.step(train, valid, 0, {"inner": 0.0, "cg": 0.0, "line_search": 0.0})
+        after = rc.flat([p.detach() for p in agent.policy.parameters()])
+        out[curvature] = (float(loss.detach()), grads, hv, stats, after - before)
+    (loss_a, grads_a, hv_a, stats_a, step_a), (loss_f, grads_f, hv_f, stats_f, step_f) = out["autograd"], out["factored"]
+    assert loss_f == pytest.approx(loss_a, rel=1e-12)
+    assert float(grads_a.abs().max()) > 1e-3 and float(hv_a.abs().max()) > 1e-3  # not trivially zero
+    np.testing.assert_allclose(grads_f.numpy(), grads_a.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(hv_f.numpy(), hv_a.numpy(), rtol=1e-10, atol=1e-12)
+    assert stats_a["ls_accepted"] and stats_f["ls_steps"] == stats_a["ls_steps"]
+    # The products agree to rounding (1e-16 here), but ten conjugate-gradient iterations on the
+    # rank-deficient KL Hessian (damping 0.1 against eigenvalues up to about 1e3) amplify it.
+    assert stats_f["kl"] == pytest.approx(stats_a["kl"], rel=1e-4)
+    np.testing.assert_allclose(step_f.numpy(), step_a.numpy(), rtol=1e-4, atol=1e-4 * float(step_a.abs().max()))
 
 
 def test_batched_inner_step_equals_per_task_steps():
@@ -375,6 +405,7 @@ def test_reptile_update_formula():
         ("maml-trpo", "fast_batch_size", 0),
         ("maml-trpo", "ls_backtrack_ratio", 1.5),
         ("maml-trpo", "gamma", 1.5),
+        ("maml-trpo", "curvature", "hand-written"),
         ("maml-ppo", "clip_eps", 0.0),
         ("maml-ppo", "meta_batch_size", 0),
         ("reptile", "meta_lr", 0.0),
@@ -587,3 +618,5 @@ def test_subsampled_curvature_is_the_product_on_the_subsample():
 def test_maml_trpo_refuses_bad_cg_subsample():
     with pytest.raises(ValueError, match="cg_subsample"):
         metarl_bench.agent("maml-trpo", cg_subsample=0.0).configure(metarl_bench.benchmark(BANDIT))
+    with pytest.raises(ValueError, match="cg_subsample.*needs curvature='factored'"):
+        metarl_bench.agent("maml-trpo", cg_subsample=0.2, curvature="autograd").configure(metarl_bench.benchmark(BANDIT))
