@@ -32,10 +32,12 @@ import dataclasses
 import difflib
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 import types
 import typing
@@ -662,36 +664,160 @@ def _snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- registry ------------------------------------------------------------------------------
 
-# name -> {family kind ("rl" | "supervised") -> "module:Class"}. A name such as
+# name -> {family kind ("rl" | "supervised") -> "module:Class" or the class}. A name such as
 # "reptile" or "oracle" may have one implementation per kind; the harness picks the one
 # matching the benchmark.
-_AGENTS: dict[str, dict[str, str]] = {}
+_AGENTS: dict[str, dict[str, str | type[Agent]]] = {}
+# name -> where the agent comes from: "metarl-bench", a plugin's distribution, or the
+# top-level package (or script) that registered it
+_AGENT_SOURCES: dict[str, str] = {}
+AGENT_KINDS = ("rl", "supervised")
+# Installed packages add agents through this entry-point group (see :func:`load_agent_plugins`).
+AGENT_ENTRY_POINT_GROUP = "metarl_bench.agents"
+_AGENT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_PLUGINS_LOADED = False
 
 
-def register_agent(name: str, target: str, kind: str = "rl") -> None:
-    """Register ``name`` -> ``"module:Class"`` (imported lazily) for benchmarks of ``kind``."""
-    if kind not in ("rl", "supervised"):
-        raise ValueError(f"kind must be 'rl' or 'supervised', got {kind!r}")
+def _source_of(target: str | type[Agent]) -> str:
+    module = target.__module__ if isinstance(target, type) else target.partition(":")[0]
+    top = module.split(".")[0]
+    return "metarl-bench" if top == "metarl_bench" else top
+
+
+def register_agent(name: str, target: str | type[Agent], kind: str = "rl") -> None:
+    """Make an agent usable by name: ``metarl_bench.agent(name)``, ``metarl-bench run --agent
+    NAME``, ``metarl-bench list agents``.
+
+    ``target`` is the :class:`Agent` subclass itself, or ``"module:Class"``, imported on first
+    use. ``kind`` is the kind of benchmark it runs on, ``"rl"`` or ``"supervised"``; a name may
+    have one implementation of each kind. The class's ``name`` must be ``name`` (records are
+    filed under it). Another package registers its agents through the ``metarl_bench.agents``
+    entry-point group (see :func:`load_agent_plugins`); a name another package already
+    registered for the same kind is refused, so no plugin replaces a built-in agent.
+    """
+    if kind not in AGENT_KINDS:
+        raise ValueError(f"register_agent: kind must be 'rl' or 'supervised', got {kind!r}")
+    if not isinstance(name, str) or not _AGENT_NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"register_agent: agent name {name!r} must start with a letter or digit and hold only letters, "
+            "digits and ._+- (no '@' or '/': records are filed under the name)"
+        )
+    if isinstance(target, type):
+        if not issubclass(target, Agent):
+            raise TypeError(f"register_agent({name!r}): {target.__qualname__} is not a subclass of metarl_bench.Agent")
+        _check_class_name(name, target)
+    elif not (isinstance(target, str) and target.count(":") == 1 and all(target.split(":"))):
+        raise TypeError(f"register_agent({name!r}): target must be an Agent subclass or 'module:Class', got {target!r}")
+    source = _source_of(target)
+    known = _AGENTS.get(name, {})
+    if kind in known and known[kind] != target and _AGENT_SOURCES.get(name, source) != source:
+        raise ValueError(
+            f"register_agent: the {kind} agent {name!r} is already registered by {_AGENT_SOURCES[name]}; "
+            "register yours under another name"
+        )
     _AGENTS.setdefault(name, {})[kind] = target
+    _AGENT_SOURCES.setdefault(name, source)
+
+
+def _check_class_name(name: str, cls: type[Agent]) -> None:
+    own = getattr(cls, "name", None)
+    if own != name:
+        raise ValueError(
+            f"agent {name!r}: its class {cls.__module__}.{cls.__qualname__} has name = {own!r}; set the class "
+            f"attribute name = {name!r} (records are filed under it)"
+        )
+
+
+def _kind_of(cls: type[Agent]) -> str:
+    """The kind of benchmark an agent class runs on: its ``kind`` attribute if it has one, else
+    ``"supervised"`` for a :class:`~metarl_bench.supervised.SupervisedAgent`, else ``"rl"``."""
+    kind = getattr(cls, "kind", None)
+    if kind in AGENT_KINDS:
+        return str(kind)
+    supervised = sys.modules.get("metarl_bench.supervised")  # a SupervisedAgent subclass has imported it
+    if supervised is not None and issubclass(cls, supervised.SupervisedAgent):
+        return "supervised"
+    return "rl"
+
+
+def _load_agent_plugin(ep: importlib.metadata.EntryPoint) -> None:
+    """Run one entry point of the agents group; on failure undo what it registered and report it."""
+    from metarl_bench.family import entry_point_provider, plugin_failed
+
+    agents = {n: dict(k) for n, k in _AGENTS.items()}
+    sources = dict(_AGENT_SOURCES)
+    try:
+        obj = ep.load()
+        if isinstance(obj, type):
+            if not issubclass(obj, Agent):
+                raise TypeError(f"{ep.value} is neither an Agent subclass nor a function that registers agents")
+            register_agent(ep.name, obj, kind=_kind_of(obj))
+        elif callable(obj):
+            obj()
+        else:
+            raise TypeError(f"{ep.value} is neither an Agent subclass nor a function that registers agents")
+    except Exception as exc:  # any failure in third-party code: report it, keep the rest usable
+        _AGENTS.clear()
+        _AGENTS.update(agents)
+        _AGENT_SOURCES.clear()
+        _AGENT_SOURCES.update(sources)
+        plugin_failed(ep, AGENT_ENTRY_POINT_GROUP, exc)
+        return
+    provider = entry_point_provider(ep)
+    for name in set(_AGENTS) - set(agents):
+        _AGENT_SOURCES[name] = provider
+
+
+def load_agent_plugins() -> None:
+    """Register the suite's agents, then every installed package's, once per process.
+
+    An entry point of the ``metarl_bench.agents`` group names either an :class:`Agent`
+    subclass, registered under the entry point's name (which must be the class's ``name``)
+    for the kind :func:`_kind_of` gives, or a function that calls :func:`register_agent`.
+    A plugin that fails to import or register is skipped: one line on stderr names it, its
+    distribution and the error, :func:`metarl_bench.family.plugin_errors` lists it, and what
+    it registered before failing is removed.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    import metarl_bench.baselines  # noqa: F401  (the suite's agents first: a plugin cannot take their names)
+
+    for ep in importlib.metadata.entry_points(group=AGENT_ENTRY_POINT_GROUP):
+        _load_agent_plugin(ep)
 
 
 def agent_names() -> list[str]:
-    import metarl_bench.baselines  # noqa: F401  (registers the suite's agents)
-
+    load_agent_plugins()
     return sorted(_AGENTS)
 
 
-def agent_kinds(name: str) -> dict[str, str]:
-    import metarl_bench.baselines  # noqa: F401
-
+def agent_kinds(name: str) -> dict[str, str | type[Agent]]:
+    """The registered implementations of agent ``name``: kind -> ``"module:Class"`` or the class."""
+    load_agent_plugins()
     if name not in _AGENTS:
         raise UnknownIdError("agent", name, list(_AGENTS))
     return dict(_AGENTS[name])
 
 
-def _load(target: str) -> type[Agent]:
-    module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+def agent_source(name: str) -> str:
+    """Where agent ``name`` comes from: ``metarl-bench``, the distribution of the plugin that
+    registered it, or the package (or script) that called :func:`register_agent`."""
+    agent_kinds(name)
+    return _AGENT_SOURCES.get(name, "?")
+
+
+def _load(target: str | type[Agent], name: str | None = None) -> type[Agent]:
+    if isinstance(target, type):
+        return target
+    module, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise TypeError(f"agent {name or attr!r}: {target} is not a subclass of metarl_bench.Agent")
+    if name is not None:
+        _check_class_name(name, cls)
+    return cls
 
 
 def agent_class(name: str, kind: str | None = None) -> type[Agent]:
@@ -700,13 +826,13 @@ def agent_class(name: str, kind: str | None = None) -> type[Agent]:
         kind = "rl" if "rl" in kinds else next(iter(kinds))
     if kind not in kinds:
         raise UnknownIdError("agent", name, [n for n, k in _AGENTS.items() if kind in k])
-    return _load(kinds[kind])
+    return _load(kinds[kind], name)
 
 
 class _ByKind(Agent):
     """An agent name with one implementation per family kind, chosen per benchmark."""
 
-    def __init__(self, name: str, targets: dict[str, str], overrides: dict[str, Any]) -> None:
+    def __init__(self, name: str, targets: dict[str, str | type[Agent]], overrides: dict[str, Any]) -> None:
         self.name = name  # type: ignore[misc]
         self._targets = targets
         self._overrides = overrides
@@ -715,7 +841,7 @@ class _ByKind(Agent):
         self._by_kind: dict[str, Agent] = {}
         for kind, target in targets.items():
             try:
-                self._by_kind[kind] = _load(target)(**overrides)
+                self._by_kind[kind] = _load(target, name)(**overrides)
             except (TypeError, ValueError) as exc:
                 errors[kind] = exc
         if not self._by_kind:
@@ -725,7 +851,7 @@ class _ByKind(Agent):
         kind = benchmark.family.kind
         if kind not in self._by_kind:
             if kind in self._targets:  # the overrides were invalid for this kind
-                _load(self._targets[kind])(**self._overrides)
+                _load(self._targets[kind], self.name)(**self._overrides)
             raise ValueError(f"agent {self.name!r} has no implementation for {kind} benchmarks such as {benchmark.id}")
         return self._by_kind[kind]
 
@@ -775,5 +901,5 @@ def agent(name: str, **config: Any) -> Agent:
     """A registered agent configured by ``config`` (unknown or ill-typed fields are refused)."""
     kinds = agent_kinds(name)
     if len(kinds) == 1:
-        return _load(next(iter(kinds.values())))(**config)
+        return _load(next(iter(kinds.values())), name)(**config)
     return _ByKind(name, kinds, config)

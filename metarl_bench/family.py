@@ -9,7 +9,10 @@ envs start with the family's :meth:`Family.default_task`.
 Other packages add families through the ``metarl_bench.families`` entry-point group:
 each entry point names a callable that calls ``register_family``. A plugin that fails to
 import or to register is reported once on stderr, listed by :func:`plugin_errors`, and
-skipped; whatever it registered before failing is removed again.
+skipped; whatever it registered before failing is removed again. The agent and benchmark
+registries load their entry-point groups (``metarl_bench.agents``,
+``metarl_bench.benchmarks``) the same way and report failures through
+:func:`plugin_failed`, so every broken plugin is listed in one place.
 """
 
 from __future__ import annotations
@@ -347,16 +350,23 @@ def register_family(
 
 @dataclass(frozen=True)
 class PluginError:
-    """A plugin that failed to load: its entry-point ``name``, the ``provider`` distribution, the ``error``."""
+    """A plugin that failed to load: its entry-point ``name``, the ``provider`` distribution, the
+    ``error``, and the entry-point ``group`` it was in (families, agents or benchmarks)."""
 
     name: str
     provider: str
     error: str
+    group: str = ENTRY_POINT_GROUP
+
+    @property
+    def what(self) -> str:
+        """What the plugin would have registered: ``families``, ``agents`` or ``benchmarks``."""
+        return self.group.rpartition(".")[2]
 
     def message(self) -> str:
         return (
-            f"metarl-bench: warning: skipped the plugin {self.name!r} (entry point in {ENTRY_POINT_GROUP!r} of "
-            f"the distribution {self.provider}): {self.error}. Its families are not registered; fix or "
+            f"metarl-bench: warning: skipped the plugin {self.name!r} (entry point in {self.group!r} of "
+            f"the distribution {self.provider}): {self.error}. Its {self.what} are not registered; fix or "
             f"uninstall it (pip uninstall {self.provider})."
         )
 
@@ -364,14 +374,24 @@ class PluginError:
 _PLUGIN_ERRORS: list[PluginError] = []
 
 
-def _provider(ep: importlib.metadata.EntryPoint) -> str:
+def entry_point_provider(ep: importlib.metadata.EntryPoint) -> str:
+    """The name of the distribution that declares ``ep`` (what ``pip uninstall`` takes)."""
     dist = getattr(ep, "dist", None)
     return dist.name if dist is not None else f"(unknown distribution; entry point {ep.value})"
 
 
+def plugin_failed(ep: importlib.metadata.EntryPoint, group: str, exc: BaseException) -> PluginError:
+    """Record that entry point ``ep`` of ``group`` failed with ``exc``: kept for
+    :func:`plugin_errors` and reported once, in one line, on stderr."""
+    err = PluginError(ep.name, entry_point_provider(ep), f"{type(exc).__name__}: {exc}", group)
+    _PLUGIN_ERRORS.append(err)
+    print(err.message(), file=sys.stderr)
+    return err
+
+
 def _load_plugin(ep: importlib.metadata.EntryPoint) -> None:
     """Run one entry point; on failure undo what it registered and record the error."""
-    provider = _provider(ep)
+    provider = entry_point_provider(ep)
     families = dict(_REGISTRY)
     envs = {k: v for k, v in gym.registry.items()}
     try:
@@ -384,9 +404,7 @@ def _load_plugin(ep: importlib.metadata.EntryPoint) -> None:
         for eid in [k for k in gym.registry if k not in envs]:
             del gym.registry[eid]
         gym.registry.update(envs)
-        err = PluginError(ep.name, provider, f"{type(exc).__name__}: {exc}")
-        _PLUGIN_ERRORS.append(err)
-        print(err.message(), file=sys.stderr)
+        plugin_failed(ep, ENTRY_POINT_GROUP, exc)
         return
     for fid in set(_REGISTRY) - set(families):
         _REGISTRY[fid].provider = provider
@@ -407,10 +425,12 @@ def load_plugins() -> None:
         _load_plugin(ep)
 
 
-def plugin_errors() -> list[PluginError]:
-    """The plugins that failed to load (entry-point name, provider distribution, error), in load order."""
+def plugin_errors(group: str | None = ENTRY_POINT_GROUP) -> list[PluginError]:
+    """The plugins of ``group`` that failed to load (entry-point name, provider distribution,
+    error), in load order; ``group=None``: those of every group loaded so far (the family
+    plugins are loaded first)."""
     load_plugins()
-    return list(_PLUGIN_ERRORS)
+    return [e for e in _PLUGIN_ERRORS if group is None or e.group == group]
 
 
 def family_ids() -> list[str]:

@@ -1,12 +1,18 @@
-"""A third-party package registers a family through the ``metarl_bench.families`` entry point.
+"""A third-party package adds a family, a benchmark and an agent through the entry-point groups
+``metarl_bench.families``, ``metarl_bench.benchmarks`` and ``metarl_bench.agents``.
 
-The example package in ``tests/plugin_example`` (the README's "Register a new family"
-example) is pip-installed into the running environment, offline, then seen from fresh
-interpreters: ``family_ids()`` lists it and ``check_family`` passes on it.
+The example package in ``tests/plugin_example`` (the README's "Register a new family" example
+and its agent and benchmark module) is pip-installed, offline, into a temporary folder (never
+into the running environment, which other test processes share), then used from fresh
+interpreters that have the folder on ``PYTHONPATH``: ``family_ids()`` lists the family,
+``check_family`` passes on it, and the command line runs its agent on its benchmark and on a
+built-in one.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,27 +23,43 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
 DIST = "metarl-corridor"
 FAMILY_ID = "MyLab/Corridor-v0"
+BENCHMARK_ID = "MyLab/Corridor-n4-v0"
+AGENT = "explore-commit"
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300)
 
 
-def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def installed_plugin(tmp_path: Path):
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the example plugin is installed in (``pip install --target``)."""
+    root = tmp_path_factory.mktemp("plugin")
     # Build from a copy so that no build/ or *.egg-info lands in the repository.
-    src = shutil.copytree(EXAMPLE, tmp_path / "plugin_example")
-    result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", str(src))
+    src = shutil.copytree(EXAMPLE, root / "plugin_example")
+    target = root / "site"
+    result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "--target", str(target), str(src))
     assert result.returncode == 0, f"pip install of the example plugin failed:\n{result.stdout}\n{result.stderr}"
-    try:
-        yield
-    finally:
-        out = _pip("uninstall", "-y", "-q", DIST)
-        assert out.returncode == 0, out.stderr
+    assert (target / "metarl_corridor_agent.py").exists()
+    return target
+
+
+def _env(plugin_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(plugin_path), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _python(code: str, plugin_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=_env(plugin_path))
+
+
+def _cli(args: list[str], plugin_path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed ``metarl-bench`` command (its console script), as a user runs it."""
+    script = Path(sys.executable).parent / "metarl-bench"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "metarl_bench.cli"]
+    return subprocess.run(cmd + args, capture_output=True, text=True, timeout=300, env=_env(plugin_path), cwd=cwd)
 
 
 def test_example_plugin_is_short_enough_for_the_readme():
@@ -45,8 +67,8 @@ def test_example_plugin_is_short_enough_for_the_readme():
     assert len(lines) < 40
 
 
-def test_installed_plugin_is_listed_and_passes_check_env(installed_plugin):
-    listed = _python("import metarl_bench; print(metarl_bench.family_ids())")
+def test_installed_plugin_is_listed_and_passes_check_env(plugin_path):
+    listed = _python("import metarl_bench; print(metarl_bench.family_ids())", plugin_path)
     assert listed.returncode == 0, listed.stderr
     assert FAMILY_ID in listed.stdout
     assert "MetaRL/Navigation2D-v0" in listed.stdout  # the suite's own families are still there
@@ -57,7 +79,8 @@ def test_installed_plugin_is_listed_and_passes_check_env(installed_plugin):
         f"results = check_family({FAMILY_ID!r})\n"
         "print(format_report(results))\n"
         f"print('provider:', family_spec({FAMILY_ID!r}).provider)\n"
-        "raise SystemExit(0 if all(r.passed for r in results) else 1)\n"
+        "raise SystemExit(0 if all(r.passed for r in results) else 1)\n",
+        plugin_path,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "batched vs single envs" in checked.stdout
@@ -67,6 +90,48 @@ def test_installed_plugin_is_listed_and_passes_check_env(installed_plugin):
     assert "CorridorTask(goal=1)" in set_task_line and "CorridorTask(goal=-1)" in set_task_line
     assert "left that episode unchanged" in set_task_line
 
+
+def test_plugin_agent_runs_from_the_cli_on_its_benchmark_and_a_builtin_one(plugin_path, tmp_path):
+    builtin = "MetaRL/Bandit-k5-n10-smoke-v0"
+    run = _cli(["run", "--agent", AGENT, "--benchmark", BENCHMARK_ID, builtin, "--workers", "1",
+                "--results", "res"], plugin_path, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "skipped the plugin" not in run.stderr
+
+    corridor = json.loads((tmp_path / "res" / BENCHMARK_ID / AGENT / "seed-0.json").read_text())
+    assert corridor["agent"]["name"] == AGENT and corridor["agent"]["config"] == {"rounds": 1}
+    assert corridor["benchmark"]["id"] == BENCHMARK_ID
+    # Every run tries the left end, then the right one (one of them pays), then keeps the paying
+    # end for the last two episodes: 3 in total over the budget of 4, and 1 in the final episodes.
+    assert corridor["scores"]["online"] == {"value": 3.0, "se": 0.0}
+    assert corridor["scores"]["final"] == {"value": 1.0, "se": 0.0}
+
+    bandit = json.loads((tmp_path / "res" / builtin / AGENT / "seed-0.json").read_text())
+    assert bandit["agent"]["name"] == AGENT
+    # 5 pulls to explore the arms, then 5 of the best one seen: above random (5), below the oracle (10).
+    assert 5.0 < bandit["scores"]["online"]["value"] < 10.0
+
+    # evaluate, with a setting changed: a variant beside the default record
+    ev = _cli(["evaluate", "--agent", AGENT, "--benchmark", builtin, "--set", "rounds=2", "--results", "res"],
+              plugin_path, tmp_path)
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    assert (tmp_path / "res" / builtin / f"{AGENT}@rounds=2" / "seed-0.json").exists()
+
+
+def test_plugin_agent_and_benchmark_are_listed_with_their_source(plugin_path, tmp_path):
+    listed = _cli(["list"], plugin_path, tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if line.strip()}
+    assert rows[AGENT][-1] == DIST and rows["ucb1"][-1] == "metarl-bench"
+    assert rows[BENCHMARK_ID][-1] == DIST and rows["MetaRL/Bandit-k5-n10-v0"][-1] == "metarl-bench"
+    assert rows[FAMILY_ID][-1] == DIST
+    assert "Broken plugins" not in listed.stdout
+
+    shown = _cli(["agents", "show", AGENT], plugin_path, tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"source: {DIST}" in shown.stdout
+    assert "rounds: int = 1" in shown.stdout
+    assert "Episodes each action is tried before committing to the best one." in shown.stdout
 
 
 # --- a broken plugin is reported and skipped ------------------------------------------------
