@@ -68,3 +68,39 @@ def test_perf_suites_run_their_speed_benchmark(monkeypatch, suite, module, funct
     monkeypatch.setattr(perf_module, function, lambda **kw: calls.append(kw))
     assert main(["perf", suite]) == 0
     assert calls == [{}]
+
+
+def _options(parser):
+    """Every (subcommand, option) of the parser with its help text."""
+    import argparse
+
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, subparser in sub.choices.items():
+        for action in subparser._actions:
+            if not isinstance(action, argparse._HelpAction):
+                yield command, "/".join(action.option_strings) or action.dest, action.help
+
+
+def test_every_option_of_every_command_has_help_text():
+    from metarl_bench.cli import build_parser
+
+    options = list(_options(build_parser()))
+    assert len(options) > 50  # the walk sees the subcommands' options
+    missing = [f"{command} {name}" for command, name, text in options if not (text and text.strip())]
+    assert missing == [], f"options without --help text: {missing}"
+
+
+def test_help_prints_for_every_command(capsys):
+    import argparse
+
+    from metarl_bench.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command in sub.choices:
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: metarl-bench {command}" in out
+    assert {"agents", "train", "evaluate", "run"} <= set(sub.choices)
