@@ -119,12 +119,84 @@ def test_plugin_example_runs_and_is_the_tested_file(monkeypatch, tmp_path, resto
 
 
 def test_plugin_pyproject_matches_the_tested_one():
+    """The README's family pyproject is the example's, less what the example adds for its agent
+    and benchmark (the entry points and module shown under "Evaluate your own agent")."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     shown = tomllib.loads(_fenced("toml")[0])
     real = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())
     for key, value in shown["project"].items():
+        if key == "entry-points":
+            for group, entries in value.items():
+                assert real["project"][key][group] == entries, f"README's pyproject differs at entry point group {group}"
+            continue
         assert real["project"][key] == value, f"README's pyproject differs from the example's at project.{key}"
-    assert shown["tool"]["setuptools"] == real["tool"]["setuptools"]
+    assert set(real["project"]["entry-points"]) == {"metarl_bench.families", "metarl_bench.agents",
+                                                     "metarl_bench.benchmarks"}
+    shown_tool, real_tool = dict(shown["tool"]["setuptools"]), dict(real["tool"]["setuptools"])
+    assert real_tool.pop("py-modules") == [*shown_tool.pop("py-modules"), "metarl_corridor_agent"]
+    assert shown_tool == real_tool
+
+
+def _section(heading: str) -> str:
+    """The text of README section ``## heading``, up to the next section."""
+    m = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", README, flags=re.S | re.M)
+    assert m, f"README.md has no section {heading!r}"
+    return m.group(1)
+
+
+def _block(heading: str, lang: str) -> str:
+    blocks = re.findall(rf"^```{lang}\n(.*?)^```", _section(heading), flags=re.S | re.M)
+    assert blocks, f"README section {heading!r} has no {lang} block"
+    return blocks[0]
+
+
+def test_own_agent_example_runs_and_prints_what_its_comment_says(monkeypatch, tmp_path, capsys):
+    code = _block("Evaluate your own agent", "python")
+    assert len([line for line in code.splitlines() if line.startswith((" ", "class"))]) <= 16  # about 10 lines of agent
+    ns = _run_block(code, "readme_own_agent", monkeypatch, tmp_path)
+    import metarl_bench
+
+    assert issubclass(ns["TryEachArm"], metarl_bench.Agent) and issubclass(ns["TryEachArmAdapter"], metarl_bench.Adapter)
+    assert ns["record"].agent["name"] == "try-each-arm"
+    got = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
+    claimed = re.search(r"print\(record\.scores\[\"online\"\]\)\s*#\s*(\{.*\})", code)
+    assert claimed, "the example's last print should carry the expected output as a comment"
+    for key, value in ast.literal_eval(claimed.group(1)).items():
+        decimals = len(str(value).partition(".")[2])
+        assert round(got[key], decimals) == value, f"README claims {key}={value}, the code gives {got[key]}"
+    # the prose's comparison holds: between UCB1 and Thompson sampling
+    assert 5.69 < got["value"] < 5.85 and "between UCB1 (5.69) and Thompson sampling (5.85)" in _section("Evaluate your own agent")
+
+
+def test_sb3_model_example_runs_and_beats_random(monkeypatch, tmp_path, capsys):
+    import torch
+
+    code = _block("Evaluate an SB3 model", "python")
+    threads = torch.get_num_threads()
+    try:
+        ns = _run_block(code, "readme_sb3_model", monkeypatch, tmp_path)
+    finally:
+        torch.set_num_threads(threads)  # the example sets one thread, for this process only
+    from stable_baselines3 import PPO
+
+    assert isinstance(ns["model"], PPO)
+    record, bench = ns["record"], ns["bench"]
+    assert record.agent["name"] == "my-multitask-ppo" and record.meta_train["env_steps"] == 0
+    final = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])["value"]
+    random, oracle = bench.references["random"]["final"], bench.references["oracle"]["final"]
+    claimed = re.search(r"about (-?[\d.]+) \(random (-?[\d.]+), oracle (-?[\d.]+)\)", code)
+    assert claimed, "the example's last print should say what it prints"
+    assert abs(final - float(claimed.group(1))) < 5
+    assert random < final < oracle  # zero-shot after brief multi-task training: above random, below the oracle
+    assert round(random, 1) == float(claimed.group(2)) and round(oracle, 1) == float(claimed.group(3))
+
+
+def test_plugin_agent_pyproject_is_the_examples():
+    tomllib = pytest.importorskip("tomllib")
+    shown = tomllib.loads(_block("Evaluate your own agent", "toml"))
+    real = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())
+    for group, entries in shown["project"]["entry-points"].items():
+        assert real["project"]["entry-points"][group] == entries
 
 
 @pytest.mark.parametrize("line", _command_lines(), ids=lambda line: " ".join(shlex.split(line, comments=True))[:70])
@@ -149,14 +221,20 @@ def _check_named_ids(args) -> None:
     def as_list(v):
         return [] if v is None else [v] if isinstance(v, str) else list(v)
 
+    # the README's example plugin (MyLab/..., explore-commit) is installed by tests/test_plugin.py only
     for b in as_list(getattr(args, "benchmark", None)):
-        metarl_bench.benchmark(b)
+        if not b.startswith("MyLab/"):
+            metarl_bench.benchmark(b)
     config = _parse_set(getattr(args, "set", None))
     for a in as_list(getattr(args, "agent", None)):
-        metarl_bench.agent(a, **config)
+        if a != "explore-commit":
+            metarl_bench.agent(a, **config)
+    if getattr(args, "name", None) is not None and args.command == "agents":
+        if args.name != "explore-commit":
+            metarl_bench.agent(args.name)
     for a in (getattr(args, "agent_a", None), getattr(args, "agent_b", None)):
         if a is not None:
             metarl_bench.agent(a)
     for fid in getattr(args, "ids", None) or []:
-        if not fid.startswith("MyLab/"):  # the README's example plugin, installed by tests/test_plugin.py only
+        if not fid.startswith("MyLab/"):
             family_mod.family_spec(fid)
