@@ -113,7 +113,7 @@ def meta_train_maml(net: nn.Module, ctx: SupervisedTrainContext, cfg: Supervised
     sched = (
         torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / cfg.iterations) if cfg.lr_decay else None
     )
-    for it in training_iterations(ctx, cfg.iterations, f"{name} on {ctx.name}"):
+    for it in training_iterations(ctx, cfg.iterations, f"{name}: meta-training"):
         episode = ctx.sample(cfg.meta_batch_size)
         value = maml_step(net, opt, episode, ctx.problem.loss, cfg)
         if value != value:  # NaN: the update was skipped

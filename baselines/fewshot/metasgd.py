@@ -148,7 +148,7 @@ class MetaSGDAgent(SupervisedAgent):
         net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator(0))
         self.learner = MetaSGDLearner(net, cfg.inner_lr[0], cfg.inner_lr[1], ctx.torch_generator(1))
         opt = torch.optim.Adam(self.learner.parameters(), lr=cfg.outer_lr)
-        for it in training_iterations(ctx, cfg.iterations, f"{self.name} on {ctx.name}"):
+        for it in training_iterations(ctx, cfg.iterations, f"{self.name}: meta-training"):
             episode = ctx.sample(cfg.meta_batch_size)
             opt.zero_grad(set_to_none=True)
             value = outer_loss(self.learner, episode, ctx.problem.loss, cfg)

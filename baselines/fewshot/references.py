@@ -84,7 +84,7 @@ class PretrainedAgent(NetLearner):
         cfg = self.config
         self.net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator())
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.outer_lr)
-        for it in training_iterations(ctx, cfg.iterations, f"{self.name} on {ctx.name}"):
+        for it in training_iterations(ctx, cfg.iterations, f"{self.name}: meta-training"):
             ep = ctx.sample(cfg.meta_batch_size)
             x = torch.cat([ep.support_x, ep.query_x], dim=1)
             y = torch.cat([ep.support_y, ep.query_y], dim=1)

@@ -112,7 +112,7 @@ class ReptileAgent(NetLearner):
         cfg = self.config
         self.net = ctx.problem.make_net(cfg.hidden_sizes, ctx.torch_generator())
         params = params_of(self.net)
-        for it in training_iterations(ctx, cfg.iterations, f"{self.name} on {ctx.name}"):
+        for it in training_iterations(ctx, cfg.iterations, f"{self.name}: meta-training"):
             episode = ctx.sample(cfg.meta_batch_size, n_support=ctx.shots * cfg.inner_steps, n_query=0)
             phi = inner_loop(self.net, params, episode, ctx.problem.loss, cfg.inner_lr, cfg.inner_steps)
             step = cfg.outer_lr * (1.0 - it / cfg.iterations) if cfg.anneal else cfg.outer_lr

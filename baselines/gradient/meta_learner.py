@@ -297,7 +297,7 @@ class GradientMetaLearner(Agent[MetaTrainContext, EvalContext, Adapter]):
         venv = self._start_training(ctx)
         per_iteration = (cfg.num_steps + 1) * venv.num_envs * (ctx.family.horizon or 1)
         total = self.progress_total(ctx, per_iteration)
-        with ctx.progress_bar(total, "it", f"{self.name} on {ctx.benchmark.id}") as bar:
+        with ctx.progress_bar(total, "it", f"{self.name}: meta-training") as bar:
             for it in range(1, cfg.iterations + 1):
                 if ctx.steps_left < per_iteration:
                     ctx.record(iteration=it, stopped="meta-training step budget exhausted")

@@ -73,7 +73,7 @@ class ReptileRL(GradientMetaLearner):
         m = cfg.meta_batch_size
         venv = self._start_training(ctx)
         per_iteration = cfg.num_steps * venv.num_envs * (ctx.family.horizon or 1)
-        with ctx.progress_bar(self.progress_total(ctx, per_iteration), "it", f"{self.name} on {ctx.benchmark.id}") as bar:
+        with ctx.progress_bar(self.progress_total(ctx, per_iteration), "it", f"{self.name}: meta-training") as bar:
             for it in range(1, cfg.iterations + 1):
                 if ctx.steps_left < per_iteration:
                     ctx.record(iteration=it, stopped="meta-training step budget exhausted")

@@ -643,7 +643,7 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         venv = ctx.make_vector_env(train_tasks[:1] * n)
         spec = _Spec(venv.single_observation_space, venv.single_action_space)
         targets = task_targets(train_tasks) if cfg.task_aux_coef > 0 else None
-        with _threads(cfg.num_threads), ctx.progress_bar(num_updates, "update", f"rl2 on {bench.id}") as bar:
+        with _threads(cfg.num_threads), ctx.progress_bar(num_updates, "update", "rl2: meta-training") as bar:
             net = _build_net(spec, cfg, int(seeds[2]), 0 if targets is None else targets.shape[1])
             opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, eps=1e-5)
             self.net = net

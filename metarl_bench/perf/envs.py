@@ -182,10 +182,18 @@ def _fmt(rate: float) -> str:
 
 
 def main_perf(
-    families: Sequence[str] | None = None, num_envs: int = 1024, seconds: float = 2.0, harness: bool = True
+    families: Sequence[str] | None = None,
+    num_envs: int = 1024,
+    seconds: float = 2.0,
+    harness: bool = True,
+    progress: bool | None = None,
 ) -> str:
-    """Measure every family in ``families`` (default: every RL family) and return the table as text."""
+    """Measure every family in ``families`` (default: every RL family) and return the table as
+    text. With ``progress`` (``None``: when stderr is a terminal), a progress bar on stderr."""
+    from metarl_bench.harness import progress_bar
+
     ids = list(families) if families else _default_families()
+    bar = progress_bar(progress, len(ids) + int(harness), "perf", unit="measurement")
     lines = [
         f"metarl-bench perf: {num_envs} sub-envs, random actions, ~{seconds:g} s per measurement; "
         f"python {platform.python_version()}, numpy {np.__version__}, gymnasium {gym.__version__}, "
@@ -195,7 +203,9 @@ def main_perf(
         "|---|---:|---:|---:|---|",
     ]
     for fid in ids:
+        bar.set_postfix(family=fid)
         r = env_throughput(fid, num_envs=num_envs, seconds=seconds)
+        bar.update(1)
         if fid in TARGET_FAMILIES:
             target = f">= {TARGET_RATIO:g}x: {'met' if r['ratio'] >= TARGET_RATIO else 'MISSED'}"
         else:
@@ -208,12 +218,15 @@ def main_perf(
     if harness:
         nav = "MetaRL/Navigation2D-v0"
         fid = nav if nav in family_ids() else ids[0]
+        bar.set_postfix(family=f"harness on {fid}")
         h = harness_throughput(fid, num_envs=num_envs, seconds=1.5 * seconds)
+        bar.update(1)
         lines += [
             "",
             f"harness: a random agent through the evaluation harness on {fid} runs "
             f"{_fmt(h['harness_steps_per_s'])} steps/s = {100 * h['fraction']:.0f}% of the raw batched env "
             f"({_fmt(h['raw_steps_per_s'])} steps/s)",
         ]
+    bar.close()
     return "\n".join(lines)
 

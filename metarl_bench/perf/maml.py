@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from metarl_bench.agents import ProgressBar
 from metarl_bench.baselines.gradient.common import torch_threads
 from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO, MAMLTRPOConfig
 from metarl_bench.benchmarks import benchmark
-from metarl_bench.harness import MetaTrainContext
+from metarl_bench.harness import MetaTrainContext, progress_bar
 from metarl_bench.perf.maml_reference import reference_meta_batch
 
 
@@ -101,6 +102,7 @@ def maml_bench(
     subsample: float | None = 0.2,
     reference_batches: int = 1,
     verbose: bool = False,
+    progress: bool | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Seconds per meta-batch of ``maml-trpo`` with the benchmark's tuned config (on
@@ -112,9 +114,29 @@ def maml_bench(
     The first ``warmup`` meta-batches are run but not timed.
 
     pytorch-maml-rl itself took 5-9 s per meta-batch with this config on a 2-core CPU
-    machine class (measured on 2-core CPUs). ``verbose`` prints a report.
+    machine class (measured on 2-core CPUs). ``verbose`` prints a report. With ``progress``
+    (``None``: when stderr is a terminal), a progress bar of the measurements on stderr.
     """
+    with progress_bar(progress, 4, "perf maml", unit="measurement") as bar:
+        out = _maml_bench(iterations, warmup, seed, benchmark_id, subsample, reference_batches, bar, overrides)
+    if verbose:
+        print(format_maml_bench(out))
+    return out
+
+
+def _maml_bench(
+    iterations: int,
+    warmup: int,
+    seed: int,
+    benchmark_id: str,
+    subsample: float | None,
+    reference_batches: int,
+    bar: ProgressBar,
+    overrides: dict[str, Any],
+) -> dict[str, Any]:
+    bar.set_postfix(step="ours")
     agent, ctx, ours = _time_meta_batches(benchmark_id, iterations, warmup, seed, overrides)
+    bar.update(1)
     out: dict[str, Any] = {
         "benchmark": benchmark_id,
         "config": dict(agent.resolved_config()),
@@ -124,9 +146,12 @@ def maml_bench(
         "pytorch_maml_rl_seconds": "5-9 (same config, 2-core CPU)",
     }
     if subsample is not None and subsample < 1.0:
+        bar.set_postfix(step="cg_subsample")
         _, _, fast = _time_meta_batches(benchmark_id, iterations, warmup, seed, {**overrides, "cg_subsample": subsample})
         out["cg_subsample"] = {"fraction": subsample, **fast}
+    bar.update(1)
     if reference_batches > 0:
+        bar.set_postfix(step="reference")
         times = []
         with torch_threads(agent.config.torch_threads):
             for _ in range(reference_batches):
@@ -138,13 +163,14 @@ def maml_bench(
         out["speedup"] = ref["seconds_per_meta_batch"] / out["seconds_per_meta_batch"]
         if "cg_subsample" in out:
             out["speedup_cg_subsample"] = ref["seconds_per_meta_batch"] / out["cg_subsample"]["seconds_per_meta_batch"]
+    bar.update(1)
+    bar.set_postfix(step="cg floor")
     with torch_threads(agent.config.torch_threads):  # a task's samples: its fast batch of whole-horizon episodes
         out.update(cg_floor_seconds(agent.config, agent.config.fast_batch_size * (ctx.family.horizon or 1)))
+    bar.update(1)
     if hasattr(os, "getloadavg"):  # wall times mean little on a busy machine: say how busy it was
         out["load_average_1min"] = os.getloadavg()[0]
         out["cpu_count"] = os.cpu_count()
-    if verbose:
-        print(format_maml_bench(out))
     return out
 
 
