@@ -313,3 +313,15 @@ def test_a_loaded_agent_is_not_saved_again(tmp_path):
     folder, _ = _save(tmp_path)
     with pytest.raises(ValueError, match="copy that folder"):
         metarl_bench.evaluate(load_agent(folder), BANDIT, save_agent=tmp_path / "again")
+
+
+def test_a_learner_saved_on_an_image_benchmark_reloads_identically(tmp_path, write_images):
+    from metarl_bench.fewshot_images import fewshot_image_benchmark
+
+    write_images(tmp_path / "images")
+    bench = fewshot_image_benchmark(tmp_path / "images", ways=3, shots=1, queries=2, test_classes=3,
+                                    test_episodes=5, inner_steps=2, image_size=(8, 8))
+    agent = metarl_bench.agent("maml", iterations=3, meta_batch_size=2, hidden_sizes=(4,))
+    saved = metarl_bench.evaluate(agent, bench, seed=0, save_agent=tmp_path / "s")
+    record = metarl_bench.evaluate(load_agent(tmp_path / "s"), bench, seed=0)
+    assert np.array_equal(record.returns, saved.returns) and record.meta_train["env_steps"] == 0
