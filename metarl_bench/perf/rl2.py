@@ -28,8 +28,8 @@ def rl2_bench(
 
     Returns one row per run: benchmark, seed, online and final scores (mean and standard
     error over test tasks), meta-training wall time, env steps and env steps per second.
-    With ``results`` set, each record is written there too; ``progress`` prints training
-    progress. Training throughput counts every env step of meta-training (sub-envs that
+    With ``results`` set, each record is written there too; ``progress`` shows training
+    progress bars. Training throughput counts every env step of meta-training (sub-envs that
     idle after an early termination included), over its wall time.
 
     Example (the figures of ``baselines/configs/rl2.yaml``)::
