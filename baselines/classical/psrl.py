@@ -48,7 +48,10 @@ class PosteriorMDPAdapter(Adapter):
         self.episodes = 0
         self.q: np.ndarray | None = None
 
-    def _plan(self) -> np.ndarray:
+    def plan(self) -> np.ndarray:
+        """Q-values ``(runs, H, S, A)`` by value iteration on each run's MDP: one drawn from the
+        posterior (``psrl`` while budget episodes remain), else the posterior mean (greedy and
+        epsilon-greedy, and every mode in the final episodes)."""
         from metarl_bench.envs.tabular_mdp import value_iteration
 
         alpha = 1.0 + self.trans
@@ -64,7 +67,7 @@ class PosteriorMDPAdapter(Adapter):
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         if self.q is None:
-            self.q = self._plan()
+            self.q = self.plan()
         state = np.argmax(obs[:, : self.n_s], axis=1)
         t = np.minimum(self.t, self.horizon - 1)
         action = np.argmax(self.q[self.groups, t, state], axis=1)

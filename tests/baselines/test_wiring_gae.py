@@ -20,7 +20,7 @@ from metarl_bench.agents import Transition
 from metarl_bench.baselines.gradient import common as rc
 from metarl_bench.baselines.gradient import maml_rl
 from metarl_bench.baselines.gradient.reptile_rl import ReptileRL
-from metarl_bench.baselines.incontext import rl2
+from metarl_bench.baselines.incontext import rl2  # wiring tests: spy on the learners' private batching steps
 
 GAMMA, LAM = 0.9, 0.5
 VALUE = 0.7  # the constant value function

@@ -34,7 +34,7 @@ def test_tuned_config_falls_back_from_smoke_to_quick_tier(tmp_path, monkeypatch)
     # keys must be registered benchmark ids (or 'default')
     quick, smoke, other = "MetaRL/Bandit-k5-n10-v0", "MetaRL/Bandit-k5-n10-smoke-v0", "MetaRL/Bandit-k10-n10-v0"
     (tmp_path / "demo.yaml").write_text(f"default: {{a: 1}}\n{quick}: {{b: 2}}\n{smoke}: {{c: 3}}\n")
-    monkeypatch.setattr(agents, "_config_dir", lambda: tmp_path)
+    monkeypatch.setattr(agents, "_config_dir", lambda: tmp_path)  # the folder is not a setting
     assert tuned_config("demo", quick) == {"a": 1, "b": 2}
     assert tuned_config("demo", smoke) == {"a": 1, "b": 2, "c": 3}
     assert tuned_config("demo", other) == {"a": 1}

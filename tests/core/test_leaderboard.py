@@ -24,13 +24,14 @@ NO_REFS = {"random": {"online": None, "final": None}, "oracle": {"online": None,
 def register_fake(bench_id: str, tasks: int, runs: int, lower_is_better: bool = False, refs: dict | None = None):
     """Register (for this test) a tiny benchmark on the 2-armed bandit family with fixed
     benchmark-level references: 2 budget episodes, 2 final, ``tasks`` x ``runs``."""
-    bm._load_definitions()
+    bm.benchmark_ids()  # loads the registered definitions
     b = Benchmark(
         id=bench_id, family_id="MetaRL/Bandit-v0", family_kwargs={"k": 2},
         protocol=Protocol(budget_episodes=2, runs_per_task=runs, final_episodes=2), n_train=4, n_test=tasks,
         task_seed=7, meta_train_steps=10, headline="online", tier="smoke", lower_is_better=lower_is_better,
         reference_overrides=refs or REFS,
     )
+    # test-only: benchmarks.py has no public way to replace a definition or unregister one
     old = bm._BENCHMARKS.get(bench_id)
     if old is None or (old.n_test, old.protocol, old.lower_is_better, old.reference_overrides) != (
         b.n_test, b.protocol, b.lower_is_better, b.reference_overrides
@@ -41,7 +42,8 @@ def register_fake(bench_id: str, tasks: int, runs: int, lower_is_better: bool = 
 
 @pytest.fixture(autouse=True)
 def _forget_fake_benchmarks():
-    bm._load_definitions()  # else the snapshot is empty and the restore would leave no benchmark registered
+    bm.benchmark_ids()  # loads the definitions: else the snapshot is empty and the restore would leave none
+    # test-only: benchmarks.py has no public way to replace a definition or unregister one
     before = dict(bm._BENCHMARKS)
     yield
     bm._BENCHMARKS.clear()

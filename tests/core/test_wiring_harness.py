@@ -110,8 +110,9 @@ def test_each_chunk_of_test_tasks_gets_its_own_seed():
     base = _bandit(budget=10, final=0)
     proto = dataclasses.replace(base.protocol, runs_per_task=1, max_envs=1)  # one task per chunk
     bench = dataclasses.replace(base, protocol=proto, n_test=4)
-    train, test, ood = bench._tasks
-    bench.__dict__["_tasks"] = (train, [test[0]] * 4, ood)  # cached_property: the same task 4 times
+    train, test, ood = bench.train_tasks, bench.test_tasks, bench.ood_tasks
+    # no public way to set the test tasks: override the cached_property's value with the same task 4 times
+    bench.__dict__["_tasks"] = (train, [test[0]] * 4, ood)
     rec = metarl_bench.evaluate(_SpyAgent(stage=1), bench, seed=0)
     rewards = rec.returns[:, 0, :]  # (tasks, episodes): arm 0 pulled 10 times per chunk
     assert 0 < rewards.mean() < 1  # a Bernoulli arm that pays sometimes

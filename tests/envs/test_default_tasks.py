@@ -135,6 +135,7 @@ def test_plugin_style_family_starts_with_its_default_and_takes_tasks_in_make_vec
         default = gym.make_vec(fid, num_envs=2)
         assert default.tasks == [cls().default_task()] * 2
     finally:
+        # test-only: family.py has no public way to unregister a family
         importlib.import_module("metarl_bench.family")._REGISTRY.pop(fid, None)
         gym.registry.pop(fid, None)
 

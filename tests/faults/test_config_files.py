@@ -15,6 +15,7 @@ SMOKE_BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"
 
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
+    # the tuned-config folder is not a setting: the tests point the private lookup elsewhere
     monkeypatch.setattr(agents, "_config_dir", lambda: tmp_path)
     return tmp_path
 
@@ -95,7 +96,7 @@ def test_every_tuned_entry_can_run_on_its_benchmark():
     config that passes check_benchmark: shipped tuned configs are runnable."""
     checked = 0
     for name, bench in _supported_pairs():
-        path = agents._config_dir() / f"{name}.yaml"
+        path = agents._config_dir() / f"{name}.yaml"  # the shipped folder (no public name for it)
         entries = agents.config_entries(path) if path.exists() else {}
         if bench.id in entries or bench.id.replace("-smoke-v", "-v") in entries:
             agent = metarl_bench.agent(name)

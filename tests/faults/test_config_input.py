@@ -7,7 +7,7 @@ import pytest
 
 import metarl_bench
 from metarl_bench.agents import parse_value
-from metarl_bench.cli import _parse_set, main
+from metarl_bench.cli import _parse_set, main  # --set's parser on its own (main would run a sweep)
 
 SMOKE_BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"
 

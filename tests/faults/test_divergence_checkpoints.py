@@ -134,6 +134,7 @@ def _poison_meta_update(monkeypatch, name, good):
 
             self.optimizer.step = step
 
+        # fault injection: poison the optimiser's step, an internal of the learner
         monkeypatch.setattr(MAMLPPO, "_setup_optimiser", poisoned_setup)
     else:  # reptile: the interpolation towards the adapted parameters yields NaN
         from metarl_bench.baselines.gradient import reptile_rl
@@ -177,7 +178,7 @@ def _poison_rl2_after(monkeypatch, good):
                 next(net.parameters()).fill_(float("nan"))
         return stats
 
-    monkeypatch.setattr(rl2.RL2Agent, "_ppo_epochs", poisoned)
+    monkeypatch.setattr(rl2.RL2Agent, "_ppo_epochs", poisoned)  # fault injection into rl2's update
 
 
 def test_rl2_divergence_saves_the_last_good_parameters_beside_the_results(tmp_path, monkeypatch):

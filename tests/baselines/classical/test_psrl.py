@@ -34,7 +34,7 @@ def test_posterior_counts_follow_the_transitions():
 def test_posterior_mean_plan_uses_the_prior_before_data():
     ad = _adapter("greedy")
     ad.reset(np.array([0]))
-    q = ad._plan()
+    q = ad.plan()
     # prior: mu = 1 everywhere, so every action is worth exactly the steps left
     np.testing.assert_allclose(q[0, 0], 10.0)
 

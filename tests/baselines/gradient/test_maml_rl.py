@@ -502,7 +502,7 @@ def test_failed_line_search_keeps_old_parameters_and_is_logged(monkeypatch, capl
     monkeypatch.setattr(MAMLTRPO, "surrogate_loss", never_better)
     ctx = MetaTrainContext(bench, seed=0)
     before: list[torch.Tensor] = []
-    build = agent._build
+    build = agent._build  # spy on the private setup to see the parameters training starts from
 
     def build_and_remember(*args):
         build(*args)

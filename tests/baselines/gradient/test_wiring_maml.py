@@ -55,7 +55,7 @@ def test_trpo_step_feeds_conjugate_gradient_the_meta_gradient_through_two_inner_
     monkeypatch.setattr(maml_rl, "conjugate_gradient", spy)
     agent.step(train, valid, 1, {"inner": 0.0, "cg": 0.0, "line_search": 0.0})
     np.testing.assert_allclose(seen["b"].numpy(), expected, rtol=1e-9, atol=1e-12)
-    # the two orders do differ here, so the check above tells J^T g from J g
+    # the two orders do differ here, so the check above tells J^T g from J g (J g has no public name)
     adapted, steps = agent.adapt_with_jacobian(train)
     leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
     dist = agent.policy.call(leaves, valid.obs)
@@ -71,6 +71,7 @@ def test_each_inner_batch_is_sampled_with_the_policy_adapted_so_far():
     bench = metarl_bench.benchmark(BANDIT)
     agent = maml_rl.MAMLTRPO(num_steps=2, meta_batch_size=2, fast_batch_size=3, hidden_sizes=(8,))
     ctx = MetaTrainContext(bench, seed=0)
+    # wiring: spy on the base learner's private sampling loop
     venv = agent._start_training(ctx)
     agent._next_meta_batch(ctx, venv)
     used = []

@@ -37,6 +37,7 @@ def _agent(**overrides) -> MAMLTRPO:
     agent = MAMLTRPO(hidden_sizes=(4,), nonlinearity="relu", init_std=INIT_STD, **overrides)
     obs_space = spaces.Box(-1.0, 1.0, (OBS_DIM,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+    # the base learner's private setup builds the policy for known spaces, without a benchmark
     agent._build(SimpleNamespace(seed=0, benchmark=SimpleNamespace(id="Test/Known-v0")), obs_space, act_space)
     with torch.no_grad():
         agent.policy.b0.fill_(-100.0)  # every hidden unit off for |obs| <= 1: the mean is b1

@@ -14,7 +14,7 @@ import torch
 
 import metarl_bench
 from metarl_bench.agents import Transition, tuned_config
-from metarl_bench.baselines.incontext import rl2
+from metarl_bench.baselines.incontext import rl2  # private rollout/packing/builders: their mathematics tested
 from metarl_bench.baselines.shared import gae
 
 SMOKE = "MetaRL/Bandit-k5-n10-smoke-v0"
@@ -85,7 +85,7 @@ def test_nan_stops_with_the_update_named_and_keeps_the_last_good_parameters(tmp_
                 net.pi.weight.fill_(float("nan"))
         return stats
 
-    monkeypatch.setattr(rl2.RL2Agent, "_ppo_epochs", poisoned)
+    monkeypatch.setattr(rl2.RL2Agent, "_ppo_epochs", poisoned)  # fault injection into the update
     agent = metarl_bench.agent("rl2", **{**TINY, "train_env_steps": 64 * 10 * 5})
     with pytest.raises(FloatingPointError, match="PPO update 3 of 5.*after PPO update 2") as info:
         metarl_bench.evaluate(agent, _bench(), checkpoints=tmp_path)

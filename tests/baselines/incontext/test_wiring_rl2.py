@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 
 import metarl_bench
-from metarl_bench.baselines.incontext import rl2
+from metarl_bench.baselines.incontext import rl2  # wiring tests spy on its private update and builders
 
 SMOKE = "MetaRL/Bandit-k5-n10-smoke-v0"
 
