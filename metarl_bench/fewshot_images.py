@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from metarl_bench.benchmarks import Benchmark, Protocol
+from metarl_bench.fewshot_nets import ConvNet, FlatMLP
 from metarl_bench.supervised import Episode
 from metarl_bench.tasks import Task
 
@@ -133,8 +134,6 @@ class FewShotImageProblem:
         self.image_shape = tuple(classes.images[0].shape[1:])
 
     def make_net(self, hidden_sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Module:
-        from metarl_bench.baselines.fewshot.common import ConvNet, FlatMLP
-
         if self.net == "conv":
             return ConvNet(self.image_shape[0], tuple(hidden_sizes), self.n_way, generator)
         return FlatMLP(int(np.prod(self.image_shape)), tuple(hidden_sizes), self.n_way, generator)

@@ -44,6 +44,7 @@ import torch
 from metarl_bench.agents import Agent, ProgressBar
 from metarl_bench.benchmark_defs import INNER_STEPS, QUERY_POINTS, query_grid
 from metarl_bench.benchmarks import Benchmark
+from metarl_bench.fewshot_nets import MLP
 from metarl_bench.harness import TensorBoardLog, build_record, progress_bar, thin_rows
 from metarl_bench.results import Record
 
@@ -128,8 +129,6 @@ class SinusoidProblem:
         self.amplitude, self.phase = family.task_arrays(tasks)
 
     def make_net(self, hidden_sizes: tuple[int, ...], generator: torch.Generator) -> torch.nn.Module:
-        from metarl_bench.baselines.fewshot.common import MLP
-
         return MLP(1, tuple(hidden_sizes), 1, generator)
 
     def sample(self, n_tasks: int, n_support: int, n_query: int, rng: np.random.Generator) -> Episode:

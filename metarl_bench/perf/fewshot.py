@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from metarl_bench.baselines.fewshot.common import MLP
 from metarl_bench.baselines.fewshot.maml import SupervisedMAMLConfig, maml_step
 from metarl_bench.envs.sinusoid import SinusoidFamily
+from metarl_bench.fewshot_nets import MLP
 from metarl_bench.supervised import Episode, SinusoidProblem
 
 

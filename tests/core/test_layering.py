@@ -3,8 +3,11 @@ benchmark, and learners load no speed benchmark; the perf package sits on top of
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 CORE = (
     "metarl_bench",
@@ -19,6 +22,7 @@ CORE = (
     "metarl_bench.leaderboard",
     "metarl_bench.supervised",
     "metarl_bench.fewshot_images",
+    "metarl_bench.fewshot_nets",
 )
 LEARNERS = (
     "metarl_bench.baselines.classical.reference",
@@ -53,3 +57,23 @@ def test_learners_import_no_speed_benchmark():
     loaded = _loaded_after_importing(LEARNERS, ("metarl_bench.baselines", "metarl_bench.perf"))
     assert set(LEARNERS) <= set(loaded)  # the check sees the learners it imported
     assert [m for m in loaded if m.startswith("metarl_bench.perf")] == []
+
+
+def test_core_modules_name_no_learner_even_in_a_function():
+    """Not even a lazy import inside a function: a core module that builds learner objects at
+    run time (a network, a default agent) depends on the learners all the same."""
+    found = []
+    for module in CORE:
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin is not None, module
+        tree = ast.parse(Path(spec.origin).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            found += [f"{module}:{node.lineno} imports {n}" for n in names
+                      if n.startswith(("metarl_bench.baselines", "metarl_bench.perf"))]
+    assert found == []

@@ -10,12 +10,13 @@ import torch
 
 import metarl_bench
 from metarl_bench.agents import DivergenceError, agent_class
-from metarl_bench.baselines.fewshot.common import MLP, GradientAdapter, expand_params, params_of
+from metarl_bench.baselines.fewshot.common import GradientAdapter, expand_params, params_of
 from metarl_bench.baselines.fewshot.maml import SupervisedMAMLConfig, outer_loss
 from metarl_bench.baselines.fewshot.metasgd import MetaSGDConfig, MetaSGDLearner
 from metarl_bench.baselines.fewshot.metasgd import outer_loss as metasgd_outer_loss
 from metarl_bench.baselines.fewshot.reptile import inner_loop, reptile_update_
 from metarl_bench.envs.sinusoid import SinusoidFamily
+from metarl_bench.fewshot_nets import MLP
 from metarl_bench.supervised import (
     Episode,
     SinusoidProblem,
