@@ -332,16 +332,13 @@ class BatchedPPOAdapter(Adapter):
         })
         self._pending = None
 
-    def adapt(self) -> None:
-        self.stages_done += 1
-        if not self.steps:
-            return
+    def rollout(self) -> Rollout:
+        """The stage's transitions as :func:`ppo_update` takes them, with SB3's GAE."""
         col = {k: torch.stack([s[k] for s in self.steps]) for k in self.steps[0]}  # (T, envs, ...)
         valid = col["valid"]
         rewards = col["rewards"] * valid
         values = col["values"] * valid
         adv, ret = gae(rewards, values, torch.zeros_like(values[0]), col["done"], self.cfg.gamma, self.cfg.gae_lambda)
-
         order = torch.as_tensor(self.order)
 
         def runs(t: torch.Tensor) -> torch.Tensor:
@@ -350,7 +347,13 @@ class BatchedPPOAdapter(Adapter):
             t = t.transpose(0, 1)[order]
             return t.reshape(self.num_runs, -1, *t.shape[2:])
 
-        data = Rollout(runs(col["obs"]), runs(col["actions"]), runs(col["log_probs"]), runs(adv), runs(ret), runs(valid))
+        return Rollout(runs(col["obs"]), runs(col["actions"]), runs(col["log_probs"]), runs(adv), runs(ret), runs(valid))
+
+    def adapt(self) -> None:
+        self.stages_done += 1
+        if not self.steps:
+            return
+        data = self.rollout()
         prev = torch.get_num_threads()
         torch.set_num_threads(self.num_threads)
         try:

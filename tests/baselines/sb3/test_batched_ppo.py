@@ -100,3 +100,57 @@ def test_init_is_sb3_orthogonal_with_its_gains() -> None:
         torch.testing.assert_close(gram, gain**2 * torch.eye(small).expand_as(gram), rtol=1e-4, atol=1e-5)
         assert not torch.allclose(w[0], w[1])  # every run draws its own initialisation
         assert torch.count_nonzero(params[f"{name}.bias"]) == 0
+
+
+def test_stage_rollout_matches_sb3_rollout_buffer() -> None:
+    """Episodes that end at different steps, by termination or by truncation, give the
+    advantages and returns SB3's RolloutBuffer computes for the same episodes in a row."""
+    from stable_baselines3.common.buffers import RolloutBuffer
+
+    from metarl_bench.agents import Transition
+    from metarl_bench.baselines.sb3.batched_ppo import BatchedPPOAdapter, forward
+
+    obs_space, act_space = gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(3)
+    cfg = PPOUpdate(gamma=0.9, gae_lambda=0.8)
+    adapter = BatchedPPOAdapter(obs_space, act_space, cfg, episodes_per_stage=2, budget_episodes=4,
+                                init=lambda n, gen: init_params(n, 2, act_space, 8, gen), seed=0)
+    adapter.reset(np.array([0, 1, 0, 1]))  # runs interleaved: sub-envs 0 and 2 are run 0
+    # last step of each sub-env's episode, and how it ended
+    last, ends = [1, 3, 3, 2], ["terminated", "truncated", "terminated", "truncated"]
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+    history: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for t in range(4):
+        action = adapter.act(obs)
+        active = np.array([t <= k for k in last])
+        terminated = np.array([t == k and e == "terminated" for k, e in zip(last, ends)])
+        truncated = np.array([t == k and e == "truncated" for k, e in zip(last, ends)])
+        reward = rng.normal(size=4)
+        next_obs = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+        pending = adapter._pending
+        assert pending is not None
+        history.append((obs, action, reward, next_obs, pending[3].numpy()))
+        adapter.observe(Transition(obs, action, reward, next_obs, terminated, truncated, active, np.full(4, t)))
+        obs = next_obs
+    got = adapter.rollout()
+
+    for run, envs in [(0, [0, 2]), (1, [1, 3])]:
+        n = sum(last[e] + 1 for e in envs)
+        buf = RolloutBuffer(n, obs_space, act_space, gae_lambda=cfg.gae_lambda, gamma=cfg.gamma, n_envs=1)
+        for e in envs:  # SB3's collect_rollouts, one env whose episodes follow each other
+            for t in range(last[e] + 1):
+                o, a, r, nxt, v = (h[e] for h in history[t])
+                reward = float(r)
+                if t == last[e] and ends[e] == "truncated":  # SB3 bootstraps a time-limit end
+                    with torch.no_grad():
+                        _, v_final = forward({k: p[run : run + 1] for k, p in adapter.params.items()},
+                                             torch.as_tensor(nxt).view(1, 1, -1))
+                    reward += cfg.gamma * float(v_final)
+                buf.add(o[None], np.array([[a]]), np.array([reward]), np.array([t == 0]),
+                        torch.tensor([float(v)]), torch.tensor([0.0]))
+        buf.compute_returns_and_advantage(last_values=torch.zeros(1), dones=np.array([1.0]))
+        valid = got.valid[run]
+        assert int(valid.sum()) == n
+        np.testing.assert_allclose(got.advantages[run][valid].numpy(), buf.advantages[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.returns[run][valid].numpy(), buf.returns[:, 0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.obs[run][valid].numpy(), buf.observations[:, 0], rtol=0, atol=0)
