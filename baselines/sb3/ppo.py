@@ -214,7 +214,21 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
 
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
-        self.model: PPO | None = None
+        self.model: PPO | None = None  # set by meta_train
+        self.saved_policy: dict[str, torch.Tensor] | None = None  # set by load_state_dict
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trained policy's weights (SB3's ``policy.state_dict()``)."""
+        if self.model is not None:
+            return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}}
+        if self.saved_policy is not None:
+            return {"policy": self.saved_policy}
+        raise RuntimeError(f"{self.name}: nothing to save before meta-training")
+
+    def load_state_dict(self, state: Any) -> None:
+        if set(state) != {"policy"}:
+            raise ValueError(f"{self.name}: a saved state holds 'policy', got {sorted(state)}; it was saved by another agent")
+        self.model, self.saved_policy = None, dict(state["policy"])
 
     def supports(self, benchmark: Benchmark) -> str | None:
         return _unsupported(benchmark)
@@ -250,12 +264,19 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
         venv.close()
 
     def policy(self, ctx: EvalContext) -> ActorCriticPolicy:
-        if self.model is None:
+        """The trained SB3 policy (rebuilt for the evaluation's spaces when loaded from a save)."""
+        if self.model is not None:
+            space = self.model.observation_space
+            if not isinstance(space, spaces.Box) or space.shape != ctx.observation_space.shape:
+                raise ValueError(f"{self.name}: trained on observations {space}, evaluated on {ctx.observation_space}")
+            return self.model.policy
+        if self.saved_policy is None:
             raise RuntimeError(f"{self.name}: no trained policy; meta-train it first (metarl_bench.evaluate does)")
-        space = self.model.observation_space
-        if not isinstance(space, spaces.Box) or space.shape != ctx.observation_space.shape:
-            raise ValueError(f"{self.name}: trained on observations {space}, evaluated on {ctx.observation_space}")
-        return self.model.policy
+        cfg = self.config
+        policy = ActorCriticPolicy(ctx.observation_space, ctx.action_space, lambda _: cfg.learning_rate,
+                                   **policy_kwargs(cfg, ctx.action_space))
+        policy.load_state_dict(self.saved_policy)
+        return policy.eval()
 
     def adapter(self, ctx: EvalContext) -> Adapter:
         return PolicyAdapter(self.policy(ctx), ctx.seed, self.config.deterministic_eval, self.config.num_threads)

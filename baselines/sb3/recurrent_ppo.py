@@ -11,12 +11,14 @@ write; its sequences are cut at SB3's rollout length (``n_steps``).
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
 from metarl_bench.baselines.sb3.common import RecordRollouts, learn_steps, torch_threads, train_vec_env
@@ -64,7 +66,21 @@ class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
 
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**overrides)
-        self.model: RecurrentPPO | None = None
+        self.model: RecurrentPPO | None = None  # set by meta_train
+        self.saved_policy: dict[str, torch.Tensor] | None = None  # set by load_state_dict
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trained LSTM policy's weights (SB3's ``policy.state_dict()``)."""
+        if self.model is not None:
+            return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}}
+        if self.saved_policy is not None:
+            return {"policy": self.saved_policy}
+        raise RuntimeError(f"{self.name}: nothing to save before meta-training")
+
+    def load_state_dict(self, state: Any) -> None:
+        if set(state) != {"policy"}:
+            raise ValueError(f"{self.name}: a saved state holds 'policy', got {sorted(state)}; it was saved by another agent")
+        self.model, self.saved_policy = None, dict(state["policy"])
 
     def supports(self, benchmark: Benchmark) -> str | None:
         return None if benchmark.family.kind == "rl" else "SB3 baselines are RL agents"
@@ -102,9 +118,18 @@ class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
         venv.close()
 
     def adapter(self, ctx: EvalContext) -> Adapter:
-        if self.model is None:
+        if self.model is not None:
+            return RecurrentAdapter(typing.cast(RecurrentActorCriticPolicy, self.model.policy), ctx, self.config)
+        if self.saved_policy is None:
             raise RuntimeError(f"{self.name}: no trained policy; meta-train it first (metarl_bench.evaluate does)")
-        return RecurrentAdapter(self.model, ctx, self.config)
+        cfg = self.config
+        trial_space = TrialWrapper(ctx.family.make_env(), episodes=1).observation_space  # what it was trained on
+        policy = RecurrentActorCriticPolicy(
+            trial_space, ctx.action_space, lambda _: cfg.learning_rate,
+            **policy_kwargs(cfg, ctx.action_space), lstm_hidden_size=cfg.lstm_hidden_size,
+        )
+        policy.load_state_dict(self.saved_policy)
+        return RecurrentAdapter(policy.eval(), ctx, cfg)
 
 
 class RecurrentAdapter(Adapter):
@@ -113,8 +138,8 @@ class RecurrentAdapter(Adapter):
 
     episodes_per_stage = 1
 
-    def __init__(self, model: RecurrentPPO, ctx: EvalContext, cfg: RecurrentPPOConfig) -> None:
-        self.policy = model.policy
+    def __init__(self, policy: RecurrentActorCriticPolicy, ctx: EvalContext, cfg: RecurrentPPOConfig) -> None:
+        self.policy = policy
         self.action_space = ctx.action_space
         self.seed = int(ctx.seed) % 2**31
         self.deterministic_eval = cfg.deterministic_eval

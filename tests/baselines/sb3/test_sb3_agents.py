@@ -112,3 +112,19 @@ def test_sb3_agents_refuse_supervised_benchmarks() -> None:
     with pytest.raises(ValueError, match="SB3 baselines are RL agents"):
         metarl_bench.evaluate(metarl_bench.agent("multitask-ppo"), "MetaRL/Sinusoid-K5-smoke-v0", seed=0)
 
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [("multitask-ppo", TINY), ("task-ppo", TINY), ("multitask-ppo-finetune", {**TINY, "episodes_per_stage": 5}),
+     ("recurrent-ppo", {**TINY, "trial_episodes": 2})],
+)
+def test_saved_agent_gives_the_same_scores_without_training(tmp_path, name: str, overrides: dict) -> None:
+    from metarl_bench.saving import load_agent
+
+    bench = "MetaRL/Bandit-k5-n10-smoke-v0"
+    first = metarl_bench.evaluate(metarl_bench.agent(name, **overrides), bench, seed=4, save_agent=tmp_path / "a")
+    loaded = load_agent(tmp_path / "a")
+    again = metarl_bench.evaluate(loaded, bench, seed=4)
+    assert again.meta_train["env_steps"] == 0
+    assert np.array_equal(np.asarray(first.returns), np.asarray(again.returns))
