@@ -157,19 +157,23 @@ class BatchedAdam:
         self.v = {k: torch.zeros_like(v) for k, v in params.items()}
 
     def step(self, grads: dict[str, torch.Tensor], take: torch.Tensor) -> None:
-        """One Adam step for the runs where ``take`` is true; the others are left untouched."""
+        """One Adam step for the runs where ``take`` is true; the others are left untouched
+        (their moments decay with factor 1, their parameters move by 0). In place, with
+        ``torch.optim.Adam``'s arithmetic."""
         b1, b2 = self.betas
         self.steps = self.steps + take.float()
         t = self.steps.clamp_min(1)
+        step_size = torch.where(take, self.lr / (1 - b1**t), torch.zeros(()))
+        bc2_sqrt = torch.sqrt(1 - b2**t)
+        beta1 = torch.where(take, torch.tensor(b1), torch.tensor(1.0))
+        beta2 = torch.where(take, torch.tensor(b2), torch.tensor(1.0))
         for k, p in self.params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
-            mask = take.view(shape)
-            g = grads[k]
-            self.m[k] = torch.where(mask, b1 * self.m[k] + (1 - b1) * g, self.m[k])
-            self.v[k] = torch.where(mask, b2 * self.v[k] + (1 - b2) * g * g, self.v[k])
-            m_hat = self.m[k] / (1 - b1 ** t).view(shape)
-            v_hat = self.v[k] / (1 - b2 ** t).view(shape)
-            p.sub_(torch.where(mask, self.lr * m_hat / (v_hat.sqrt() + self.eps), torch.zeros(())))
+            g, m, v = grads[k], self.m[k], self.v[k]
+            m.mul_(beta1.view(shape)).addcmul_(g, (1 - beta1).view(shape))
+            v.mul_(beta2.view(shape)).addcmul_(g * g, (1 - beta2).view(shape))
+            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+            p.addcdiv_(m * step_size.view(shape), denom, value=-1.0)
 
 
 @dataclass
