@@ -808,6 +808,12 @@ def agent_source(name: str) -> str:
     return _AGENT_SOURCES.get(name, "?")
 
 
+def tuned_config_file(name: str) -> Path:
+    """Where agent ``name``'s tuned per-benchmark configs live (``baselines/configs/<name>.yaml``;
+    the file may not exist: then the dataclass defaults apply on every benchmark)."""
+    return _config_dir() / f"{name}.yaml"
+
+
 def _load(target: str | type[Agent], name: str | None = None) -> type[Agent]:
     if isinstance(target, type):
         return target

@@ -155,7 +155,7 @@ def describe_agent(name: str) -> str:
     benchmark (``baselines/configs/NAME.yaml``)."""
     import inspect
 
-    from metarl_bench.agents import _config_dir, agent_class, agent_kinds, agent_source, config_entries
+    from metarl_bench.agents import agent_class, agent_kinds, agent_source, config_entries, tuned_config_file
 
     kinds = agent_kinds(name)
     lines = [f"{name}  (source: {agent_source(name)})"]
@@ -178,7 +178,7 @@ def describe_agent(name: str) -> str:
             lines.append(f"    {fname}: {tname} = {default}")
             for text in (fdoc or "(undocumented)").splitlines():
                 lines.append(f"        {text.strip()}")
-    path = _config_dir() / f"{name}.yaml"
+    path = tuned_config_file(name)
     if path.exists():
         entries = config_entries(path)
         lines += ["", f"tuned configs ({_display_path(path)}; a -smoke- benchmark uses its quick-tier entry):"]

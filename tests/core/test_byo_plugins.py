@@ -31,7 +31,8 @@ AGENTS, BENCHMARKS = "metarl_bench.agents", "metarl_bench.benchmarks"
 @pytest.fixture
 def fake_plugins(monkeypatch):
     """``install((group, name, value, distribution), ..., modules={...})``: the installed entry
-    points plus these; the agent and benchmark registries are restored afterwards."""
+    points plus these; the agent and benchmark registries are restored afterwards (their private
+    tables and load flags are touched because there is no public unregister or reload)."""
     agents_mod.agent_names()
     benchmarks_mod.benchmark_ids()
     saved = (
@@ -48,6 +49,7 @@ def fake_plugins(monkeypatch):
         added: dict[str, list[importlib.metadata.EntryPoint]] = {}
         for group, name, value, dist in extra:
             ep = importlib.metadata.EntryPoint(name, value, group)
+            # EntryPoint._for attaches a distribution: the only way to fake one without installing
             added.setdefault(group, []).append(ep._for(types.SimpleNamespace(name=dist)))
 
         def entry_points(**kw: object) -> object:

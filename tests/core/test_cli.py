@@ -71,7 +71,8 @@ def test_perf_suites_run_their_speed_benchmark(monkeypatch, suite, module, funct
 
 
 def _options(parser):
-    """Every (subcommand, option) of the parser with its help text."""
+    """Every (subcommand, option) of the parser with its help text (argparse's private
+    ``_actions`` and ``_SubParsersAction``: it has no public way to walk its options)."""
     import argparse
 
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -96,7 +97,7 @@ def test_help_prints_for_every_command(capsys):
     from metarl_bench.cli import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # no public walk
     for command in sub.choices:
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
