@@ -39,7 +39,7 @@ import re
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,14 +339,15 @@ class Row:
     headline_value: float
 
 
-def _row(variant: str, recs: list[Record], bench: Any, reps: int, seed: int) -> Row:
+def _row(variant: str, recs: list[Record], bench: Any, reps: int, seed: int,
+         group: Mapping[str, Sequence[Record]] | None = None) -> Row:
     headline = str(bench.headline)
     means = {
         which: stats.mean_ci(stats.seed_task_matrix(recs, which), reps=reps, seed=seed)
         if _has_phase(recs[0], which) else None
         for which in ("online", "final")
     }
-    agg = stats.aggregate(recs, bench, which="headline", normalized=True)
+    agg = stats.aggregate(recs, bench, which="headline", normalized=True, references=group)
     head = means[headline]
     return Row(
         agent=variant,
@@ -431,7 +432,7 @@ def _table(res: Results, bid: str, reps: int, seed: int) -> _Table:
     bench = res.benchmarks[bid]
     headline = str(bench.headline)
     lower = bool(bench.lower_is_better)
-    rows = [_row(v, recs, bench, reps, seed) for v, recs in sorted(by_variant.items())]
+    rows = [_row(v, recs, bench, reps, seed, by_variant) for v, recs in sorted(by_variant.items())]
     rows.sort(key=lambda r: ((r.headline_value if lower else -r.headline_value), r.agent))
     kind = rows[0].normalization
     iqm_head = f"IQM of {'normalised ' if kind else ''}{headline} score [95% CI]"
@@ -439,6 +440,8 @@ def _table(res: Results, bid: str, reps: int, seed: int) -> _Table:
         iqm_head += " (per-task references)"
     elif kind == "benchmark":
         iqm_head += " (benchmark references)"
+    elif kind in ("per-task-records", "benchmark-records"):
+        iqm_head += f" ({'per-task ' if kind == 'per-task-records' else ''}references: {' and '.join(stats.RECORD_REFERENCES)} records)"
     else:
         iqm_head += " (no references: raw" + (", lower is better)" if lower else ")")
     star = " (headline)"
@@ -461,10 +464,10 @@ def _table(res: Results, bid: str, reps: int, seed: int) -> _Table:
             f"{FEW_SEEDS_MARK} fewer than {MIN_SEEDS} seeds: too few independent training runs for the "
             f"intervals to say much; run more seeds (`metarl-bench run ... --seeds 0 1 2`)."
         )
-    return _Table(_label(bid), _label(bid), _info(bench, kind), header, body, notes)
+    return _Table(_label(bid), _label(bid), _info(bench, kind, by_variant), header, body, notes)
 
 
-def _info(bench: Any, kind: str | None) -> list[str]:
+def _info(bench: Any, kind: str | None, group: Mapping[str, Sequence[Record]] | None = None) -> list[str]:
     proto = bench.protocol
     headline = str(bench.headline)
     lower = bool(bench.lower_is_better)
@@ -490,6 +493,17 @@ def _info(bench: Any, kind: str | None) -> list[str]:
         lines.append(
             f"Normalisation: benchmark-level references ({headline}): random {rand:.4g}, oracle {orac:.4g}; "
             f"this benchmark has no per-task references."
+        )
+    elif kind in ("per-task-records", "benchmark-records") and group is not None:
+        ref = stats.record_normalizer(group, bench, headline)
+        assert ref is not None
+        low, high = (float(np.mean(x)) for x in (ref.random, ref.oracle))
+        rand_name, ref_name = stats.RECORD_REFERENCES
+        where = "per test task, by the mean scores on that task" if kind == "per-task-records" else "by the mean scores"
+        lines.append(
+            f"Normalisation: this benchmark has no analytic references, so {rand_name} (0) and {ref_name} (1, PPO "
+            f"that sees the task) serve, {where} of their records here (means over tasks: {rand_name} {low:.4g}, "
+            f"{ref_name} {high:.4g}); an agent above 1 beats {ref_name}."
         )
     else:
         lines.append(f"No random/oracle references for the {headline} score: IQM is of raw scores.")
@@ -893,8 +907,8 @@ def compare(
                 f"no records of agent {name!r} on {benchmark_id} under {res.root}; agents with records: {sorted(group)}"
             )
     bench = res.benchmarks[benchmark_id]
-    a = stats.aggregate(group[agent_a], bench, which=which)
-    b = stats.aggregate(group[agent_b], bench, which=which)
+    a = stats.aggregate(group[agent_a], bench, which=which, references=group)
+    b = stats.aggregate(group[agent_b], bench, which=which, references=group)
     lower = a.lower_is_better
     with progress_bar(progress, 4, "bootstrap confidence intervals", unit="CI") as bar:
         iqm_a = stats.iqm_ci(a.scores, reps=reps, seed=seed)
@@ -926,7 +940,12 @@ def compare(
         "bootstrap": {"reps": reps, "seed": seed, "confidence": 0.95},
     }
     score = f"{'normalised ' if a.normalized else ''}{a.which} score"
-    norm_note = {"per-task": " normalised per test task", "benchmark": " normalised by benchmark-level references"}
+    norm_note = {
+        "per-task": " normalised per test task",
+        "benchmark": " normalised by benchmark-level references",
+        "per-task-records": f" normalised per test task by the {' and '.join(stats.RECORD_REFERENCES)} records",
+        "benchmark-records": f" normalised by the {' and '.join(stats.RECORD_REFERENCES)} records' means",
+    }
     better = "lower" if lower else "higher"
     verdict = (
         "no clear difference (the IQM difference CI contains 0)" if diff.low <= 0 <= diff.high

@@ -260,7 +260,7 @@ def plot_profiles(
     """
     items = _ordered(records_by_agent)
     bench = _bench_of(records_by_agent, bench)
-    aggs = [stats.aggregate(recs, bench, which=which) for _, recs in items]
+    aggs = [stats.aggregate(recs, bench, which=which, references=records_by_agent) for _, recs in items]
     taus = profile_taus([a.scores for a in aggs])
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     style = _styles([a for a, _ in items])
@@ -278,14 +278,19 @@ def plot_profiles(
     if agg.normalized:
         for v, line in ((0.0, _RANDOM_STYLE), (1.0, _ORACLE_STYLE)):
             if taus[0] <= v <= taus[-1]:
-                ax.axvline(v, label=f"{'random' if v == 0 else 'oracle'} (reference)", **line)
+                top = stats.RECORD_REFERENCES[1] if (agg.normalization or "").endswith("records") else "oracle"
+                ax.axvline(v, label=f"{'random' if v == 0 else top} (reference)", **line)
     ax.set_xlabel(f"{name} threshold τ" + ("" if agg.normalized else " (raw)"))
     rel = "<" if agg.lower_is_better else ">"
     ax.set_ylabel(f"fraction of seeds × tasks with score {rel} τ")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(_title(benchmark_id, items[0][1]), fontsize=10)
     ax.grid(True, alpha=0.3)
-    per_task = " (normalised per test task)" if agg.normalization == "per-task" else ""
+    per_task = {
+        "per-task": " (normalised per test task)",
+        "per-task-records": f" (normalised per test task by the {' and '.join(stats.RECORD_REFERENCES)} records)",
+        "benchmark-records": f" (normalised by the {' and '.join(stats.RECORD_REFERENCES)} records' means)",
+    }.get(agg.normalization or "", "")
     ax.text(0.0, -0.16, f"bands: pointwise 95% stratified bootstrap CI ({reps} resamples of seeds within tasks)"
             f"{per_task}; each seed's adaptation runs averaged per task",
             transform=ax.transAxes, fontsize=7.5, color="0.35", va="top")

@@ -37,7 +37,7 @@ counts-based bootstrap, two-level (seeds, then tasks) bootstrap for mean scores.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -419,7 +419,7 @@ class Aggregate:
     scores: np.ndarray  # (seeds, tasks): each seed's adaptation runs averaged per task
     normalized: bool  # whether `scores` are normalised by random/oracle references
     lower_is_better: bool  # orientation of `scores`: always False once normalised
-    normalization: str | None = None  # "per-task", "benchmark" or None (raw)
+    normalization: str | None = None  # "per-task", "benchmark", "per-task-records", "benchmark-records" or None (raw)
 
 
 class Normalizer(NamedTuple):
@@ -427,7 +427,7 @@ class Normalizer(NamedTuple):
 
     random: Any
     oracle: Any
-    kind: str  # "per-task" or "benchmark"
+    kind: str  # "per-task" or "benchmark"; "per-task-records" or "benchmark-records" from reference agents' records
 
 
 def normalizer(bench: Any, which: str) -> Normalizer | None:
@@ -453,6 +453,37 @@ def normalizer(bench: Any, which: str) -> Normalizer | None:
     return Normalizer(float(rand), float(orac), "benchmark")
 
 
+# Where a benchmark has no random and oracle references (the dynamics families: no analytic
+# optimum), the records of these two agents serve instead: uniform random actions, and PPO
+# trained with the task in its observation (the best policy the suite can learn per task).
+RECORD_REFERENCES = ("random", "task-ppo")
+
+
+def record_normalizer(records_by_variant: Mapping[str, Sequence[Record]], bench: Any, which: str) -> Normalizer | None:
+    """References taken from the records of :data:`RECORD_REFERENCES`, for a benchmark
+    without its own: per test task, the mean over seeds and runs of ``random``'s and
+    ``task-ppo``'s ``which`` scores (kind ``"per-task-records"``), when ``task-ppo`` beats
+    ``random`` on every test task; else the means over tasks (``"benchmark-records"``) when
+    it beats it on average; else None. Only records of ``bench``'s current task list count;
+    lower-is-better benchmarks get none."""
+    if getattr(bench, "lower_is_better", False):
+        return None
+    means = []
+    for name in RECORD_REFERENCES:
+        recs = [r for r in records_by_variant.get(name, ()) if str(r.benchmark.get("task_hash")) == str(bench.task_hash)]
+        if not recs:
+            return None
+        means.append(seed_task_matrix(recs, which).mean(axis=0))
+    rand, ref = means
+    if rand.shape != ref.shape:
+        return None
+    if np.all(ref > rand):
+        return Normalizer(rand, ref, "per-task-records")
+    if float(ref.mean()) > float(rand.mean()):
+        return Normalizer(float(rand.mean()), float(ref.mean()), "benchmark-records")
+    return None
+
+
 def seed_task_matrix(records: Sequence[Record], which: str) -> np.ndarray:
     """``(seeds, tasks)``: row i is record i's ``which`` scores with its adaptation runs
     averaged per task (its ``(runs, tasks)`` score matrix averaged over runs)."""
@@ -462,14 +493,21 @@ def seed_task_matrix(records: Sequence[Record], which: str) -> np.ndarray:
     return np.stack(rows)
 
 
-def aggregate(records: Sequence[Record], bench: Any, which: str = "headline", normalized: bool = True) -> Aggregate:
+def aggregate(
+    records: Sequence[Record],
+    bench: Any,
+    which: str = "headline",
+    normalized: bool = True,
+    references: Mapping[str, Sequence[Record]] | None = None,
+) -> Aggregate:
     """The ``(seeds, tasks)`` scores of the seeds of one (benchmark, variant), sorted by seed.
 
     ``bench`` is the registered benchmark (:func:`metarl_bench.benchmark`): the headline,
     orientation and references come from it, never from the records. ``which`` is
     ``"online"``, ``"final"`` or ``"headline"``. With ``normalized`` the scores are
-    normalised (:func:`normalizer`) where references exist; check
-    ``Aggregate.normalized``. Raises ``ValueError`` if the records are of another
+    normalised (:func:`normalizer`) where references exist, else by the reference agents'
+    records among ``references`` (the benchmark's records by variant; see
+    :func:`record_normalizer`); check ``Aggregate.normalized``. Raises ``ValueError`` if the records are of another
     benchmark or task list than ``bench``, mix variants, or repeat a seed.
     """
     if not records:
@@ -499,8 +537,10 @@ def aggregate(records: Sequence[Record], bench: Any, which: str = "headline", no
     kind = None
     if normalized:
         ref = normalizer(bench, which)
+        if ref is None and references is not None:
+            ref = record_normalizer(references, bench, which)
         if ref is not None:
-            if ref.kind == "per-task" and np.shape(ref.random) != (scores.shape[1],):
+            if ref.kind.startswith("per-task") and np.shape(ref.random) != (scores.shape[1],):
                 raise ValueError(
                     f"{first.benchmark_id}/{first.variant}: records have {scores.shape[1]} test tasks, the registered "
                     f"benchmark {np.shape(ref.random)[0]}; re-run these seeds"
