@@ -45,7 +45,7 @@ from metarl_bench.agents import Agent, ProgressBar
 from metarl_bench.benchmark_defs import INNER_STEPS, QUERY_POINTS, query_grid
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.fewshot_nets import MLP
-from metarl_bench.harness import TensorBoardLog, build_record, progress_bar, thin_rows
+from metarl_bench.recording import TensorBoardLog, build_record, progress_bar, thin_rows
 from metarl_bench.results import Record
 
 __all__ = ["INNER_STEPS", "QUERY_POINTS", "query_grid"]  # defined with the benchmarks, used here

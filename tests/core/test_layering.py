@@ -16,6 +16,7 @@ CORE = (
     "metarl_bench.benchmarks",
     "metarl_bench.benchmark_defs",
     "metarl_bench.harness",
+    "metarl_bench.recording",
     "metarl_bench.results",
     "metarl_bench.stats",
     "metarl_bench.plots",

@@ -13,7 +13,7 @@ from metarl_bench import benchmarks as bm
 from metarl_bench import leaderboard as lb
 from metarl_bench import stats
 from metarl_bench.benchmarks import Benchmark, Protocol
-from metarl_bench.harness import build_record
+from metarl_bench.recording import build_record
 from metarl_bench.results import Record
 
 BENCH = "MetaRL/Fake-v0"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metarl_bench import plots
-from metarl_bench.harness import build_record
+from metarl_bench.recording import build_record
 from metarl_bench.results import Record
 
 REFS = {"random": {"online": 1.0, "final": 0.5}, "oracle": {"online": 2.0, "final": 1.0}}

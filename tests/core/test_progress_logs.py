@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import metarl_bench
-from metarl_bench.harness import progress_bar, tensorboard_run_dir
+from metarl_bench.recording import progress_bar, tensorboard_run_dir
 from metarl_bench.results import format_record_summary
 
 BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"

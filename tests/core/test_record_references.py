@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from metarl_bench import stats
-from metarl_bench.harness import build_record
+from metarl_bench.recording import build_record
 
 
 def _bench(tasks: int) -> SimpleNamespace:

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from metarl_bench import stats
-from metarl_bench.harness import build_record
+from metarl_bench.recording import build_record
 from metarl_bench.results import Record
 
 

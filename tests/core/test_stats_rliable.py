@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import mannwhitneyu, trim_mean
 
 from metarl_bench import stats
-from metarl_bench.harness import build_record
+from metarl_bench.recording import build_record
 
 # 3 seeds x 2 tasks
 M = np.array([[1.0, 10.0], [2.0, 40.0], [3.0, 20.0]])

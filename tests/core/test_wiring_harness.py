@@ -14,7 +14,8 @@ import pytest
 import metarl_bench
 from metarl_bench.agents import Adapter, Agent
 from metarl_bench.benchmarks import Benchmark
-from metarl_bench.harness import MetaTrainBudgetExceeded, MetaTrainContext, build_record, check_seed
+from metarl_bench.harness import MetaTrainBudgetExceeded, MetaTrainContext, check_seed
+from metarl_bench.recording import build_record
 
 BANDIT = "MetaRL/Bandit-k5-n10-smoke-v0"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from metarl_bench import stats
-from metarl_bench.harness import build_record
+from metarl_bench.recording import build_record
 from metarl_bench.results import Record, RecordError, encode_array
 
 
