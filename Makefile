@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test bench lint clean
+.PHONY: venv test bench lint clean chromium
 
 # Every dependency is installed at the version in constraints.txt, the versions the suite was
 # tested with (pyproject.toml keeps only lower bounds). torch is installed first: its CPU wheel
@@ -19,12 +19,18 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(STAMP)
 
+# The page's browser test drives Debian's Chromium through Playwright (whose own browser download is
+# not used). Installed when missing and apt-get can run; elsewhere that test skips, saying why.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "chromium not installed (no root or apt-get): the browser test of the page will skip"
+
 venv: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check metarl_bench envs baselines tests
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/ruff check metarl_bench envs baselines tests
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 tests
