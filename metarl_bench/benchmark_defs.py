@@ -1,4 +1,9 @@
-"""The suite's benchmark definitions (quick tier, each with a smoke-tier variant).
+"""The suite's benchmark definitions (quick tier, each with a smoke-tier variant), as data.
+
+:data:`DEFINITIONS` lists ``(benchmark, smoke)`` pairs in registration order;
+:mod:`metarl_bench.benchmarks` registers each with ``register_benchmark(benchmark,
+smoke=smoke)`` on its first lookup. This module imports no registry, only the two
+dataclasses of :mod:`metarl_bench.benchmark_spec`.
 
 Sizes are chosen so that the standard error of a headline score is small against the
 gaps between the classical references (e.g. bandits: 1,000 test tasks x 10 runs).
@@ -6,21 +11,31 @@ gaps between the classical references (e.g. bandits: 1,000 test tasks x 10 runs)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from metarl_bench.benchmarks import Benchmark, Protocol, register_benchmark
+from metarl_bench.benchmark_spec import Benchmark, Protocol
 
 SMOKE = {"n_train": 64, "n_test": 8, "meta_train_steps": 200_000}
 
 
-def _smoke(**protocol: int) -> dict:
+def _smoke(**protocol: int) -> dict[str, Any]:
     return {**SMOKE, "protocol": {"runs_per_task": 2, **protocol}}
+
+
+# (benchmark, the fields its smoke-tier variant replaces, as register_benchmark's ``smoke``)
+DEFINITIONS: list[tuple[Benchmark, dict[str, Any] | None]] = []
+
+
+def _define(b: Benchmark, smoke: dict[str, Any] | None = None) -> None:
+    DEFINITIONS.append((b, smoke))
 
 
 # --- Bernoulli bandits (Duan et al. 2016, Table 1): online score = total reward of the trial
 for k in (5, 10):
     for n in (10, 100):
-        register_benchmark(
+        _define(
             Benchmark(
                 id=f"MetaRL/Bandit-k{k}-n{n}-v0",
                 family_id="MetaRL/Bandit-v0",
@@ -39,7 +54,7 @@ for k in (5, 10):
 
 # --- Tabular MDPs (Duan et al. 2016, Table 2): online score = total reward over n episodes
 for n in (10, 25):
-    register_benchmark(
+    _define(
         Benchmark(
             id=f"MetaRL/TabularMDP-n{n}-v0",
             family_id="MetaRL/TabularMDP-v0",
@@ -55,7 +70,7 @@ for n in (10, 25):
     )
 
 # --- 2-D navigation (Finn et al. 2017): final score = return after adaptation
-register_benchmark(
+_define(
     Benchmark(
         id="MetaRL/Navigation2D-v0",
         family_id="MetaRL/Navigation2D-v0",
@@ -72,7 +87,7 @@ register_benchmark(
 
 # --- dynamics-randomised classic control: final score after a budget of episodes
 for name, budget in (("CartPoleDynamics", 20), ("PendulumDynamics", 20)):
-    register_benchmark(
+    _define(
         Benchmark(
             id=f"MetaRL/{name}-v0",
             family_id=f"MetaRL/{name}-v0",
@@ -109,35 +124,32 @@ def sinusoid_references(inner_steps: int = INNER_STEPS, points: int = QUERY_POIN
     }
 
 
-def register_sinusoid_benchmarks() -> None:
-    """``MetaRL/Sinusoid-K{5,10,20}-v0`` (and their smoke variants)."""
-    for k in (5, 10, 20):
-        register_benchmark(
-            Benchmark(
-                id=f"MetaRL/Sinusoid-K{k}-v0",
-                family_id="MetaRL/Sinusoid-v0",
-                protocol=Protocol(
-                    budget_episodes=INNER_STEPS,
-                    runs_per_task=2,
-                    final_episodes=1,
-                    shots=k,
-                    inner_steps=INNER_STEPS,
-                    query_points=QUERY_POINTS,
-                ),
-                n_train=20_000,
-                n_test=1_000,
-                task_seed=5000 + k,
-                meta_train_steps=1_000_000_000,  # labelled examples
-                headline="final",
-                lower_is_better=True,
-                reference_overrides=sinusoid_references(),
-                description=(
-                    f"sinusoid regression, {k} support points, query MSE on a 100-point grid over [-5,5] after "
-                    f"0..10 inner gradient steps (MAML section 5.1)"
-                ),
+# ``MetaRL/Sinusoid-K{5,10,20}-v0`` (and their smoke variants)
+for k in (5, 10, 20):
+    _define(
+        Benchmark(
+            id=f"MetaRL/Sinusoid-K{k}-v0",
+            family_id="MetaRL/Sinusoid-v0",
+            protocol=Protocol(
+                budget_episodes=INNER_STEPS,
+                runs_per_task=2,
+                final_episodes=1,
+                shots=k,
+                inner_steps=INNER_STEPS,
+                query_points=QUERY_POINTS,
             ),
-            smoke={"n_train": 1_000, "n_test": 50, "meta_train_steps": 20_000_000},
-        )
+            n_train=20_000,
+            n_test=1_000,
+            task_seed=5000 + k,
+            meta_train_steps=1_000_000_000,  # labelled examples
+            headline="final",
+            lower_is_better=True,
+            reference_overrides=sinusoid_references(),
+            description=(
+                f"sinusoid regression, {k} support points, query MSE on a 100-point grid over [-5,5] after "
+                f"0..10 inner gradient steps (MAML section 5.1)"
+            ),
+        ),
+        smoke={"n_train": 1_000, "n_test": 50, "meta_train_steps": 20_000_000},
+    )
 
-
-register_sinusoid_benchmarks()
