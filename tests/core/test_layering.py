@@ -15,6 +15,7 @@ CORE = (
     "metarl_bench.family",
     "metarl_bench.benchmarks",
     "metarl_bench.benchmark_defs",
+    "metarl_bench.benchmark_spec",
     "metarl_bench.harness",
     "metarl_bench.recording",
     "metarl_bench.results",
