@@ -292,16 +292,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from metarl_bench.sweep import check_seeds, cpu_count, job_status, plan, run_sweep
 
     check_writable(_results_folder(args.results, must_exist=False))
-    extra: dict[str, Any] = {}
-    if args.tensorboard is not None:
-        import inspect
-
-        if "tensorboard" not in inspect.signature(run_sweep).parameters:
-            raise ValueError(
-                "--tensorboard: sweeps do not write TensorBoard logs yet; run the job with "
-                "`metarl-bench evaluate ... --tensorboard DIR` (or `train`) instead"
-            )
-        extra["tensorboard"] = args.tensorboard
     config = _parse_set(args.set)
     _, repeated = check_seeds(args.seeds)
     if repeated:
@@ -340,7 +330,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             bar.write(f"FAILED: {job}: {why}")
 
     run_sweep(todo, args.results, workers=workers, force=args.force, backend=args.backend, on_done=on_done,
-              checkpoints=args.checkpoints, **extra)
+              checkpoints=args.checkpoints, tensorboard=args.tensorboard)
     bar.close()
     return 1 if failures else 0
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metarl_bench.recording import check_tensorboard
 from metarl_bench.results import (
     RecordError,
     config_differences,
@@ -235,11 +236,18 @@ def claim(path: Path, wait: bool) -> Iterator[None]:
 
 
 def run_job(
-    job: Job, results: str, wait: bool = True, force: bool = False, checkpoints: str | None = None
+    job: Job,
+    results: str,
+    wait: bool = True,
+    force: bool = False,
+    checkpoints: str | None = None,
+    tensorboard: str | None = None,
 ) -> str:
     """Claim the job, evaluate it unless it is done by now (or ``force``), and write its record;
     returns its path. Without ``wait``, raises :class:`JobBusy` when another process holds the claim.
-    A diverging learner's last good parameters go to ``checkpoints`` (default: beside the records).
+    A diverging learner's last good parameters go to ``checkpoints`` (default: beside the records);
+    with ``tensorboard`` (a folder), its training metrics also go to TensorBoard there
+    (``<tensorboard>/<benchmark id>/<variant>_seed<n>_<k>``, as :func:`metarl_bench.evaluate` writes them).
     """
     import metarl_bench
     from metarl_bench.harness import evaluate
@@ -254,7 +262,7 @@ def run_job(
             return str(path)
         agent = metarl_bench.agent(job.agent, **dict(job.config))
         rec = evaluate(agent, job.benchmark, seed=job.seed, results=results, name=job.name, replace=job.replace,
-                       checkpoints=checkpoints)
+                       checkpoints=checkpoints, tensorboard=tensorboard)
         return str(rec.path(results))
 
 
@@ -330,15 +338,21 @@ def run_sweep(
     backend: str = "local",
     on_done: Callable[[Job, str | None, BaseException | None], None] | None = None,
     checkpoints: str | None = None,
+    tensorboard: str | Path | None = None,
 ) -> tuple[list[str], list[tuple[Job, BaseException]]]:
     """Run ``jobs`` (skipping finished ones unless ``force``). Returns written paths and failures.
     ``checkpoints`` is where diverging learners leave their last good parameters (default:
-    ``<results>/.checkpoints``).
+    ``<results>/.checkpoints``). With ``tensorboard`` (a folder), every job that runs writes
+    its training metrics there too, one run folder per job (see :func:`run_job`); without
+    the tensorboard package that is refused before any job runs.
 
     Jobs claimed by another process are run (or, once that process wrote them, skipped)
     after the rest.
     """
     results = str(results)
+    if tensorboard is not None:
+        check_tensorboard()
+        tensorboard = str(tensorboard)
     todo = list({j.key(): j for j in jobs if force or not is_done(j, results)}.values())
     n_workers = pool_size(workers, max(1, len(todo)))
     written: list[str] = []
@@ -353,19 +367,21 @@ def run_sweep(
             on_done(job, path, err)
 
     if backend == "ray":
-        _run_ray(todo, results, done, force, checkpoints)
+        _run_ray(todo, results, done, force, checkpoints, tensorboard)
     elif n_workers <= 1:
         busy: list[Job] = []
         for job in todo:
             try:
-                done(job, run_job(job, results, wait=False, force=force, checkpoints=checkpoints), None)
+                done(job, run_job(job, results, wait=False, force=force, checkpoints=checkpoints,
+                                   tensorboard=tensorboard), None)
             except JobBusy:
                 busy.append(job)
             except Exception as exc:  # noqa: BLE001 - reported per job, the sweep goes on
                 done(job, None, exc)
         for job in busy:
             try:
-                done(job, run_job(job, results, wait=True, force=force, checkpoints=checkpoints), None)
+                done(job, run_job(job, results, wait=True, force=force, checkpoints=checkpoints,
+                                   tensorboard=tensorboard), None)
             except Exception as exc:  # noqa: BLE001
                 done(job, None, exc)
     else:
@@ -378,7 +394,7 @@ def run_sweep(
             # raised inside it would deadlock the stop, so signals wait until the jobs are queued.
             with signals_deferred():
                 for j in todo:
-                    futures[pool.submit(run_job, j, results, False, force, checkpoints)] = j
+                    futures[pool.submit(run_job, j, results, False, force, checkpoints, tensorboard)] = j
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -387,7 +403,7 @@ def run_sweep(
                     job = futures[fut]
                     if isinstance(err, JobBusy):  # claimed elsewhere: wait for it after the rest
                         with signals_deferred():
-                            again = pool.submit(run_job, job, results, True, force, checkpoints)
+                            again = pool.submit(run_job, job, results, True, force, checkpoints, tensorboard)
                         futures[again] = job
                         pending.add(again)
                         continue
@@ -405,6 +421,7 @@ def _run_ray(
     done: Callable[[Job, str | None, BaseException | None], None],
     force: bool = False,
     checkpoints: str | None = None,
+    tensorboard: str | None = None,
 ) -> None:
     try:
         import ray
@@ -431,7 +448,7 @@ def _run_ray(
         if errors:
             raise BackendError(f"Ray did not start (RAY_ADDRESS={address!r}): {errors[0]}") from errors[0]
     remote = ray.remote(num_cpus=1)(run_job)
-    refs = {remote.remote(j, results, True, force, checkpoints): j for j in todo}
+    refs = {remote.remote(j, results, True, force, checkpoints, tensorboard): j for j in todo}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

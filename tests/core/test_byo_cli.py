@@ -197,3 +197,17 @@ def test_evaluate_tensorboard_writes_event_files(tmp_path, capsys):
     assert main(args) == 0
     events = list(tb.rglob("events.out.tfevents.*"))
     assert events, f"no TensorBoard event files under {tb}"
+
+
+def test_run_tensorboard_writes_one_run_per_job_in_the_pool_and_in_process(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    tb, results = tmp_path / "tb", tmp_path / "results"
+    base = ["run", "--agent", "maml-trpo", *TINY_MAML, "--benchmark", SMOKE_NAV, "--results", str(results),
+            "--tensorboard", str(tb)]
+    assert main(base + ["--seeds", "0", "1", "--workers", "2"]) == 0  # a process pool
+    assert main(base + ["--seeds", "1", "2", "--workers", "1"]) == 0  # in this process; seed 1 is done
+    runs = sorted(p.name.rsplit("_seed", 1)[1] for p in (tb / SMOKE_NAV).iterdir())
+    assert runs == ["0_1", "1_1", "2_1"]  # one run per job that ran, none for the job already done
+    for run in (tb / SMOKE_NAV).iterdir():
+        assert list(run.glob("events.out.tfevents.*")), f"no TensorBoard event files in {run}"
+    assert len(list(results.rglob("seed-*.json"))) == 3
