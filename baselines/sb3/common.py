@@ -74,17 +74,22 @@ class RecordRollouts(BaseCallback):
     """Logs each SB3 rollout into the record's training log (``ctx.record``): the mean
     training episode return over SB3's last 100 episodes, and SB3's own train/ metrics."""
 
-    def __init__(self, ctx: MetaTrainContext, every: int = 1) -> None:
+    def __init__(self, ctx: MetaTrainContext, every: int = 1, bar: Any = None) -> None:
         super().__init__()
         self.ctx = ctx
         self.every = max(int(every), 1)
         self.rollouts = 0
+        self.bar = bar  # ctx.progress_bar(...), advanced by the env steps of each rollout
+        self.shown = 0
 
     def _on_step(self) -> bool:
         return True
 
     def _on_rollout_end(self) -> None:
         self.rollouts += 1
+        if self.bar is not None:
+            self.bar.update(self.model.num_timesteps - self.shown)
+            self.shown = self.model.num_timesteps
         if self.rollouts % self.every:
             return
         row: dict[str, Any] = {"rollout": self.rollouts}

@@ -260,7 +260,9 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
                 ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                 policy_kwargs=policy_kwargs(cfg, venv.action_space), seed=ctx.seed % 2**31, device="cpu",
             )
-            self.model.learn(total_timesteps=steps, callback=RecordRollouts(ctx, every=max(steps // venv.num_envs // cfg.n_steps // 200, 1)))
+            every = max(steps // (cfg.n_steps * cfg.n_envs) // 200, 1)
+            with ctx.progress_bar(steps, "step", f"{self.name}: meta-training") as bar:
+                self.model.learn(total_timesteps=steps, callback=RecordRollouts(ctx, every=every, bar=bar))
         venv.close()
 
     def policy(self, ctx: EvalContext) -> ActorCriticPolicy:

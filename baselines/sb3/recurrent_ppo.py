@@ -114,7 +114,8 @@ class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
                 seed=ctx.seed % 2**31, device="cpu",
             )
             every = max(steps // (cfg.n_steps * cfg.n_envs) // 200, 1)
-            self.model.learn(total_timesteps=steps, callback=RecordRollouts(ctx, every=every))
+            with ctx.progress_bar(steps, "step", f"{self.name}: meta-training") as bar:
+                self.model.learn(total_timesteps=steps, callback=RecordRollouts(ctx, every=every, bar=bar))
         venv.close()
 
     def adapter(self, ctx: EvalContext) -> Adapter:

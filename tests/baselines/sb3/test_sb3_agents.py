@@ -128,3 +128,32 @@ def test_saved_agent_gives_the_same_scores_without_training(tmp_path, name: str,
     again = metarl_bench.evaluate(loaded, bench, seed=4)
     assert again.meta_train["env_steps"] == 0
     assert np.array_equal(np.asarray(first.returns), np.asarray(again.returns))
+
+
+@pytest.mark.parametrize("name, overrides", [("multitask-ppo", TINY), ("recurrent-ppo", {**TINY, "trial_episodes": 2})])
+def test_meta_training_shows_progress_in_env_steps(monkeypatch, name: str, overrides: dict) -> None:
+    from metarl_bench import harness
+
+    bars: list[dict] = []
+
+    class Bar:
+        def __init__(self, enabled, total, desc, unit="it", leave=False):  # type: ignore[no-untyped-def]
+            self.state = {"enabled": enabled, "total": total, "desc": desc, "unit": unit, "n": 0}
+            bars.append(self.state)
+
+        def update(self, n=1):  # type: ignore[no-untyped-def]
+            self.state["n"] += n
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(harness, "progress_bar", Bar)
+    metarl_bench.evaluate(metarl_bench.agent(name, **overrides), "MetaRL/Bandit-k5-n10-smoke-v0", seed=0, progress=True)
+    (bar,) = [b for b in bars if b["desc"] == f"{name}: meta-training"]
+    assert bar == {"enabled": True, "total": 2048, "desc": f"{name}: meta-training", "unit": "step", "n": 2048}
