@@ -45,6 +45,8 @@ SHORT_LEARNERS: list[ShortRun] = [
     ShortRun("MetaRL/Bandit-k5-n10-v0", "rl2", {"train_env_steps": 1_000_000}),
     # maml-trpo costs ~5 CPU-s per 20-task meta-batch: the short run uses the smoke benchmark
     ShortRun("MetaRL/Navigation2D-smoke-v0", "maml-trpo", {"iterations": 10, "meta_batch_size": 10}),
+    # the SB3 baselines: PPO with the task in view balances every pole within 30k steps
+    ShortRun("MetaRL/CartPoleDynamics-v0", "task-ppo", {"total_timesteps": 30_000}),
 ]
 
 
