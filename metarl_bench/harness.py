@@ -10,6 +10,7 @@ counts every environment step itself, in meta-training too.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -189,13 +190,24 @@ class Identity:
     field_defaults: dict[str, Any]
 
 
-def _default_agent(agent: Agent) -> Agent:
+def _default_config(agent: Agent, bench: Benchmark) -> dict[str, Any]:
+    """The config ``agent``'s class resolves on ``bench`` with no overrides.
+
+    A registered agent is built afresh by name. Any other agent is copied (shallowly) with
+    its overrides cleared rather than built again, because its constructor may need
+    arguments (a model it wraps, say); the copy's ``configure`` runs the class's own
+    resolution, and ``agent`` itself is left as it was.
+    """
     from metarl_bench.agents import agent as make_agent
     from metarl_bench.agents import agent_names
 
     if agent.name in agent_names():
-        return make_agent(agent.name)
-    return type(agent)()
+        default = make_agent(agent.name)
+    else:
+        default = copy.copy(agent)
+        default.overrides = {}
+    default.configure(bench)
+    return as_json(default.resolved_config())
 
 
 def resolve_identity(agent: Agent, bench: Benchmark, name: str | None = None) -> Identity:
@@ -208,9 +220,7 @@ def resolve_identity(agent: Agent, bench: Benchmark, name: str | None = None) ->
     """
     agent.configure(bench)
     config = as_json(agent.resolved_config())
-    default = _default_agent(agent)
-    default.configure(bench)
-    base = as_json(default.resolved_config())
+    base = _default_config(agent, bench)
     changed = {k: v for k, v in config.items() if base.get(k, object()) != v}
     field_defaults: dict[str, Any] = {}
     if dataclasses.is_dataclass(agent.config):

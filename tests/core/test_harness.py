@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import metarl_bench
-from metarl_bench.agents import Adapter, Agent
+from metarl_bench.agents import Adapter, Agent, AgentConfig
 from metarl_bench.harness import MetaTrainBudgetExceeded
 from metarl_bench.results import load_record
 
@@ -118,3 +118,47 @@ def test_record_json_is_exactly_what_is_written(tmp_path):
         assert key in d
     assert {"id", "version", "task_hash"} <= set(d["benchmark"])
     assert d["agent"] == {"name": "greedy", "config": {"epsilon": 0.0}}
+
+
+@dataclasses.dataclass
+class _WrappedConfig(AgentConfig):
+    lr: float = 0.1
+    mode: str = "auto"  # resolved by configure, as bayes-optimal resolves its method
+
+
+class _Wrapped(Agent):
+    """An unregistered agent whose constructor needs an argument (a model it wraps)."""
+
+    name = "wrapped"
+    config_cls = _WrappedConfig
+
+    def __init__(self, policy, **overrides):
+        super().__init__(**overrides)
+        self.policy = policy
+
+    def configure(self, benchmark):
+        cfg = super().configure(benchmark)
+        if cfg.mode == "auto":
+            cfg.mode = "fixed"
+        return cfg
+
+    def adapter(self, ctx):
+        return self.policy
+
+
+class _OneStage(_Greedy):
+    episodes_per_stage = 1
+
+
+def test_an_unregistered_agent_whose_constructor_needs_arguments_gets_its_identity(tmp_path):
+    bench = "MetaRL/Bandit-k5-n10-smoke-v0"
+    policy = _OneStage()
+    rec = metarl_bench.evaluate(_Wrapped(policy), bench, seed=0, results=tmp_path)
+    assert rec.variant == "wrapped" and "changed" not in rec.agent  # the derived mode is the default's
+    assert rec.agent["config"] == {"lr": 0.1, "mode": "fixed"}
+    assert (tmp_path / bench / "wrapped" / "seed-0.json").exists()
+    agent = _Wrapped(policy, lr=0.5)
+    rec = metarl_bench.evaluate(agent, bench, seed=0, results=tmp_path)
+    assert rec.variant == "wrapped@lr=0.5" and rec.agent["changed"] == {"lr": 0.5}
+    assert agent.overrides == {"lr": 0.5} and agent.config.lr == 0.5 and agent.policy is policy  # left as it was
+    assert (tmp_path / bench / "wrapped@lr=0.5" / "seed-0.json").exists()
