@@ -44,7 +44,7 @@ MANIFEST = "manifest.json"
 STATE = "state.pt"
 FORMAT = "metarl-bench saved agent"
 FORMAT_VERSION = 1
-_PACKAGES = ("metarl-bench", "torch", "numpy", "gymnasium", "stable-baselines3")
+_PACKAGES = ("metarl-bench", "torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib")
 
 
 class SavedAgentError(ValueError):
