@@ -28,7 +28,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -372,11 +371,12 @@ def _evaluate_and_report(
     args: argparse.Namespace, agent: Any, bench_id: str, seed: int, extra: dict[str, Any]
 ) -> int:
     """Evaluate ``agent`` on ``bench_id`` with ``seed`` as ``args`` say (record, name,
-    checkpoints, TensorBoard), then print the scores; ``extra``: further keyword arguments of
+    checkpoints, TensorBoard), then print its summary (the scores, headline marked; see
+    :func:`metarl_bench.results.format_record_summary`); ``extra``: further keyword arguments of
     :func:`metarl_bench.evaluate`."""
     import metarl_bench
     from metarl_bench.harness import check_seed, check_slot, resolve_identity
-    from metarl_bench.results import record_path
+    from metarl_bench.results import format_record_summary, record_path
 
     check_seed(seed)
     if not args.no_save:
@@ -391,23 +391,14 @@ def _evaluate_and_report(
                 print(f"note: {note}", file=sys.stderr)
     if args.tensorboard is not None:
         extra = {**extra, "tensorboard": args.tensorboard}
-    t = time.perf_counter()
     rec = metarl_bench.evaluate(agent, bench_id, seed=seed, progress=True,
                                 results=None if args.no_save else args.results, name=args.name,
                                 replace=args.force, checkpoints=args.checkpoints, **extra)
-    s = rec.scores
-    print(f"{rec.variant} on {bench_id} (seed {seed}), {time.perf_counter() - t:.1f} s")
-    for k in ("online", "final"):
-        norm = s.get(f"normalized_{k}")
-        more = f"   normalised {norm['value']:.3f}" if norm else ""
-        print(f"  {k:7s} {s[k]['value']:.4f} +- {s[k]['se']:.4f} (se){more}")
-    print(f"  curve x={rec.curve['x']}")
-    print(f"  curve mean={[round(v, 4) for v in rec.curve['mean']]}")
-    print(f"  meta-training: {rec.meta_train['env_steps']:,} env steps, {rec.meta_train['wall_seconds']:.1f} s")
+    print(format_record_summary(rec))
     if not args.no_save:
         print(f"  record: {rec.path(args.results)}")
     if args.json:
-        print(json.dumps(s, indent=1))
+        print(json.dumps(rec.scores, indent=1))
     return 0
 
 

@@ -17,8 +17,12 @@ def test_list_prints_families_benchmarks_and_agents(capsys):
 def test_evaluate_prints_scores_and_writes_the_record(tmp_path, capsys):
     args = ["evaluate", "--benchmark", "MetaRL/Bandit-k5-n10-smoke-v0", "--agent", "ucb1", "--set", "c=1.0"]
     assert main(args + ["--results", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "online" in out and "final" in out
+    out = capsys.readouterr().out.splitlines()
+    # the summary table: the headline (online, on bandits) marked, no raw lists of the curve
+    assert out[0] == "ucb1@c=1.0 on MetaRL/Bandit-k5-n10-smoke-v0 (seed 0)"
+    assert [line.split()[1] for line in out if line.startswith("*")] == ["online"]
+    assert any(line.split()[0] == "final" for line in out) and not any("[" in line for line in out)
+    assert out[-1] == f"  record: {tmp_path / 'MetaRL/Bandit-k5-n10-smoke-v0/ucb1@c=1.0/seed-0.json'}"
     # c=1.0 is not ucb1's default (sqrt 2): the record goes beside the default's place
     assert (tmp_path / "MetaRL/Bandit-k5-n10-smoke-v0/ucb1@c=1.0/seed-0.json").exists()
     assert not (tmp_path / "MetaRL/Bandit-k5-n10-smoke-v0/ucb1").exists()
