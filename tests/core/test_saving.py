@@ -98,7 +98,7 @@ def test_the_manifest_says_what_was_saved(tmp_path):
     assert manifest["agent"]["class"] == "metarl_bench.baselines.gradient.maml_rl:MAMLTRPO"
     assert manifest["benchmark"]["id"] == BANDIT and manifest["benchmark"]["task_hash"] == bench.task_hash
     assert manifest["seed"] == 1 and manifest["meta_train"]["env_steps"] == saved.meta_train["env_steps"]
-    assert set(manifest["packages"]) == {"metarl-bench", "torch", "numpy", "gymnasium", "stable-baselines3"}
+    assert set(manifest["packages"]) == {"metarl-bench", "torch", "numpy", "gymnasium", "stable-baselines3", "sb3-contrib"}
     assert manifest["packages"]["torch"] == torch.__version__ and manifest["packages"]["numpy"] == np.__version__
     state = torch.load(folder / STATE, weights_only=True)
     assert set(state) == {"policy"} and all(isinstance(v, torch.Tensor) for v in state["policy"].values())
