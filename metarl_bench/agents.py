@@ -11,7 +11,9 @@ tasks through environments the harness hands out and counts (a no-op for referen
 
 Configs are typed dataclasses. ``metarl_bench.agent(name, **overrides)`` validates the
 overrides at once; the harness resolves the final config per benchmark as
-``dataclass defaults <- baselines/configs/<name>.yaml[benchmark id] <- overrides``.
+``dataclass defaults <- tuned YAML[benchmark id] <- overrides``, the tuned YAML being
+``baselines/configs/<name>.yaml`` for the suite's agents, or the file an agent class names
+as ``tuned_configs`` (a plugin ships its own; see :func:`tuned_config_file`).
 
 ``Agent`` is generic in the contexts it takes and the adapter it returns, so a learner
 states its track in its base class and mypy checks its use of the contexts:
@@ -201,6 +203,10 @@ class Agent(Generic[TrainCtxT, AdaptCtxT, AdapterT]):
     sees_task: ClassVar[bool] = False  # oracle / multi-task agents get task-exposing envs
     learns: ClassVar[bool] = False  # True when meta_train does real work
     description: ClassVar[str] = ""
+    # The tuned per-benchmark configs (a YAML file as in baselines/configs/): a path relative
+    # to the folder of the module that sets it (a plugin's package data), or absolute; None:
+    # baselines/configs/<name>.yaml, the suite's own (see tuned_config_file).
+    tuned_configs: ClassVar[str | Path | None] = None
     loaded_from: SavedAgent | None = None  # set by load_agent: where the agent was loaded from
 
     def __init__(self, **overrides: Any) -> None:
@@ -208,9 +214,10 @@ class Agent(Generic[TrainCtxT, AdaptCtxT, AdapterT]):
         self.config = build_config(self.config_cls, {}, self.overrides, self.name)
 
     def configure(self, benchmark: Benchmark) -> AgentConfig:
-        """Resolve the config for ``benchmark``: defaults <- tuned YAML <- overrides (types and
-        ranges checked; whether it can run on ``benchmark`` is :meth:`check_benchmark`'s)."""
-        tuned = tuned_config(self.name, benchmark.id, self.config_cls)
+        """Resolve the config for ``benchmark``: defaults <- tuned YAML (the class's
+        :func:`tuned_config_file`) <- overrides (types and ranges checked; whether it can run
+        on ``benchmark`` is :meth:`check_benchmark`'s)."""
+        tuned = tuned_config(self.name, benchmark.id, self.config_cls, path=tuned_config_file(type(self)))
         self.config = build_config(self.config_cls, tuned, self.overrides, self.name)
         return self.config
 
@@ -382,15 +389,17 @@ def config_entries(path: Path) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def tuned_config(
-    agent_name: str, benchmark_id: str, config_cls: type[AgentConfig] | None = None
+    agent_name: str, benchmark_id: str, config_cls: type[AgentConfig] | None = None, path: Path | None = None
 ) -> dict[str, Any]:
-    """The tuned config of ``agent_name`` for ``benchmark_id`` from its YAML file, if any.
+    """The tuned config of ``agent_name`` for ``benchmark_id`` from its YAML file, if any:
+    ``path``, or by default the suite's ``baselines/configs/<agent_name>.yaml``.
 
     Keys of the YAML file are benchmark ids; ``default`` applies to the rest. A smoke-tier
     benchmark (``...-smoke-vN``) falls back to its quick-tier id. With ``config_cls`` the
     fields of every entry used are checked, and an error names the file, line and key.
     """
-    path = _config_dir() / f"{agent_name}.yaml"
+    if path is None:
+        path = _config_dir() / f"{agent_name}.yaml"
     if not path.exists():
         return {}
     entries = config_entries(path)
@@ -808,10 +817,36 @@ def agent_source(name: str) -> str:
     return _AGENT_SOURCES.get(name, "?")
 
 
-def tuned_config_file(name: str) -> Path:
-    """Where agent ``name``'s tuned per-benchmark configs live (``baselines/configs/<name>.yaml``;
-    the file may not exist: then the dataclass defaults apply on every benchmark)."""
-    return _config_dir() / f"{name}.yaml"
+def tuned_config_file(agent: str | type[Agent]) -> Path:
+    """Where an agent's tuned per-benchmark configs live: the file its class names as
+    ``tuned_configs`` (relative to the folder of the module that sets it), else the suite's
+    ``baselines/configs/<name>.yaml``, which need not exist (then the dataclass defaults
+    apply on every benchmark). ``agent`` is an agent class, or a registered name (its class
+    for the first of its kinds, see :func:`agent_class`).
+
+    A file a class names must exist: a missing one is a ``ValueError`` naming it (a plugin
+    that forgot to ship it as package data), not a silent fall back to the defaults.
+    """
+    cls = agent_class(agent) if isinstance(agent, str) else agent
+    own = getattr(cls, "tuned_configs", None)
+    if own is None:
+        return _config_dir() / f"{cls.name}.yaml"
+    path = Path(own)
+    if not path.is_absolute():
+        owner = next(k for k in cls.__mro__ if "tuned_configs" in vars(k))
+        module_file = getattr(sys.modules.get(owner.__module__), "__file__", None)
+        if module_file is None:
+            raise ValueError(
+                f"agent {cls.name!r}: tuned_configs={str(own)!r} is relative, but module {owner.__module__} has no "
+                "file to be relative to; give an absolute path"
+            )
+        path = Path(module_file).resolve().parent / path
+    if not path.is_file():
+        raise ValueError(
+            f"agent {cls.name!r}: its tuned_configs file {path} does not exist; ship it with the agent's "
+            "package (as package data) or set tuned_configs = None"
+        )
+    return path
 
 
 def _load(target: str | type[Agent], name: str | None = None) -> type[Agent]:

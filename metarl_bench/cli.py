@@ -151,7 +151,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 def describe_agent(name: str) -> str:
     """What ``metarl-bench agents show NAME`` prints: the agent's description, kinds and source,
     every config field with its type, default and documentation, and its tuned entries per
-    benchmark (``baselines/configs/NAME.yaml``)."""
+    benchmark (``baselines/configs/NAME.yaml``, or the file the class names as ``tuned_configs``)."""
     import inspect
 
     from metarl_bench.agents import agent_class, agent_kinds, agent_source, config_entries, tuned_config_file
@@ -177,8 +177,13 @@ def describe_agent(name: str) -> str:
             lines.append(f"    {fname}: {tname} = {default}")
             for text in (fdoc or "(undocumented)").splitlines():
                 lines.append(f"        {text.strip()}")
-    path = tuned_config_file(name)
-    if path.exists():
+    # the tuned configs of each implementation (one file for all of them unless a class names its own)
+    paths = list(dict.fromkeys(tuned_config_file(agent_class(name, kind)) for kind in sorted(kinds)))
+    shown = False
+    for path in paths:
+        if not path.exists():
+            continue
+        shown = True
         entries = config_entries(path)
         lines += ["", f"tuned configs ({_display_path(path)}; a -smoke- benchmark uses its quick-tier entry):"]
         if not entries:
@@ -186,7 +191,7 @@ def describe_agent(name: str) -> str:
         for key, (_where, entry) in entries.items():
             lines.append(f"  {key}:" + ("" if entry else " (the defaults)"))
             lines += [f"    {k} = {v!r}" for k, v in entry.items()]
-    else:
+    if not shown:
         lines += ["", "tuned configs: none (the defaults above on every benchmark)"]
     return "\n".join(lines)
 

@@ -40,7 +40,7 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = root / "site"
     result = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "--target", str(target), str(src))
     assert result.returncode == 0, f"pip install of the example plugin failed:\n{result.stdout}\n{result.stderr}"
-    assert (target / "metarl_corridor_agent.py").exists()
+    assert (target / "metarl_corridor_agent" / "tuned_configs.yaml").exists()  # the agent's package data
     return target
 
 
@@ -118,6 +118,22 @@ def test_plugin_agent_runs_from_the_cli_on_its_benchmark_and_a_builtin_one(plugi
     assert (tmp_path / "res" / builtin / f"{AGENT}@rounds=2" / "seed-0.json").exists()
 
 
+def test_plugin_agent_reads_the_tuned_configs_its_package_ships(plugin_path, tmp_path):
+    """``tuned_configs.yaml`` (package data beside the agent's module, named by the class) sets
+    rounds=4 on the k5-n100 bandit: a run uses it (the smoke tier takes the quick tier's entry),
+    stores it as the default record, and ``--set rounds=4`` there is that same default."""
+    bench = "MetaRL/Bandit-k5-n100-smoke-v0"
+    run = _cli(["run", "--agent", AGENT, "--benchmark", bench, "--workers", "1", "--results", "res"],
+               plugin_path, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    record = json.loads((tmp_path / "res" / bench / AGENT / "seed-0.json").read_text())
+    assert record["agent"]["config"] == {"rounds": 4} and "variant" not in record["agent"]
+    ev = _cli(["evaluate", "--agent", AGENT, "--benchmark", bench, "--set", "rounds=4", "--results", "res"],
+              plugin_path, tmp_path)
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    assert [p.name for p in (tmp_path / "res" / bench).iterdir() if not p.name.startswith(".")] == [AGENT]
+
+
 def test_plugin_agent_and_benchmark_are_listed_with_their_source(plugin_path, tmp_path):
     listed = _cli(["list"], plugin_path, tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -132,6 +148,9 @@ def test_plugin_agent_and_benchmark_are_listed_with_their_source(plugin_path, tm
     assert f"source: {DIST}" in shown.stdout
     assert "rounds: int = 1" in shown.stdout
     assert "Episodes each action is tried before committing to the best one." in shown.stdout
+    tuned = shown.stdout[shown.stdout.index("tuned configs ("):]
+    assert str(plugin_path / "metarl_corridor_agent" / "tuned_configs.yaml") in tuned.splitlines()[0]
+    assert "  MetaRL/Bandit-k5-n100-v0:\n    rounds = 4\n  MetaRL/Bandit-k10-n100-v0:\n    rounds = 3" in tuned
 
 
 # --- a broken plugin is reported and skipped ------------------------------------------------

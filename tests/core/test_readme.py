@@ -120,7 +120,8 @@ def test_plugin_example_runs_and_is_the_tested_file(monkeypatch, tmp_path, resto
 
 def test_plugin_pyproject_matches_the_tested_one():
     """The README's family pyproject is the example's, less what the example adds for its agent
-    and benchmark (the entry points and module shown under "Evaluate your own agent")."""
+    and benchmark (the entry points shown under "Evaluate your own agent", and the package
+    that holds them with its tuned configs as package data)."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     shown = tomllib.loads(_fenced("toml")[0])
     real = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())
@@ -133,7 +134,8 @@ def test_plugin_pyproject_matches_the_tested_one():
     assert set(real["project"]["entry-points"]) == {"metarl_bench.families", "metarl_bench.agents",
                                                      "metarl_bench.benchmarks"}
     shown_tool, real_tool = dict(shown["tool"]["setuptools"]), dict(real["tool"]["setuptools"])
-    assert real_tool.pop("py-modules") == [*shown_tool.pop("py-modules"), "metarl_corridor_agent"]
+    assert real_tool.pop("packages") == ["metarl_corridor_agent"]
+    assert real_tool.pop("package-data") == {"metarl_corridor_agent": ["tuned_configs.yaml"]}
     assert shown_tool == real_tool
 
 
@@ -197,6 +199,8 @@ def test_plugin_agent_pyproject_is_the_examples():
     real = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())
     for group, entries in shown["project"]["entry-points"].items():
         assert real["project"]["entry-points"][group] == entries
+    for key, value in shown["tool"]["setuptools"].items():  # the agent's package and its tuned configs
+        assert real["tool"]["setuptools"][key] == value, f"README's pyproject differs at tool.setuptools.{key}"
 
 
 @pytest.mark.parametrize("line", _command_lines(), ids=lambda line: " ".join(shlex.split(line, comments=True))[:70])

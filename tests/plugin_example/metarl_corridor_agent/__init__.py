@@ -1,4 +1,5 @@
 """metarl-bench plugin: an agent and a benchmark, registered through entry points (see pyproject.toml).
+The agent's tuned settings per benchmark are in ``tuned_configs.yaml`` beside this file.
 
 ``explore-commit`` plays one action for a whole episode, tries every action ``rounds`` times,
 then commits to the one with the highest total return: on the corridor it finds the paying end
@@ -52,6 +53,7 @@ class ExploreCommitAgent(metarl_bench.Agent):
     name = "explore-commit"  # the entry point's name in pyproject.toml
     config_cls = ExploreCommitConfig
     description = "tries each discrete action for a whole episode, then commits to the best"
+    tuned_configs = "tuned_configs.yaml"  # beside this file, shipped as package data (pyproject.toml)
 
     def supports(self, benchmark):
         if not isinstance(benchmark.family.make_env().action_space, spaces.Discrete):
