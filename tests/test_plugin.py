@@ -2,11 +2,11 @@
 ``metarl_bench.families``, ``metarl_bench.benchmarks`` and ``metarl_bench.agents``.
 
 The example package in ``tests/plugin_example`` (the README's "Register a new family" example
-and its agent and benchmark module) is pip-installed, offline, into a temporary folder (never
-into the running environment, which other test processes share), then used from fresh
-interpreters that have the folder on ``PYTHONPATH``: ``family_ids()`` lists the family,
-``check_family`` passes on it, and the command line runs its agent on its benchmark and on a
-built-in one.
+and its agent and benchmark package, with the agent's tuned configs as package data) is
+pip-installed, offline, into a temporary folder (never into the running environment, which
+other test processes share), then used from fresh interpreters that have the folder on
+``PYTHONPATH``: ``family_ids()`` lists the family, ``check_family`` passes on it, and the
+command line runs its agent on its benchmark and on a built-in one, with its tuned configs.
 """
 
 from __future__ import annotations
