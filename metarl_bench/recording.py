@@ -119,7 +119,7 @@ def provenance() -> dict[str, Any]:
     import importlib.metadata as md
 
     versions: dict[str, str | None] = {}
-    for pkg in ("metarl-bench", "gymnasium", "numpy", "torch", "scipy", "stable-baselines3"):
+    for pkg in ("metarl-bench", "gymnasium", "numpy", "torch", "scipy", "stable-baselines3", "sb3-contrib"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
