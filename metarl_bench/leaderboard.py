@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import html
 import importlib
 import json
-import math
 import os
 import re
 import shutil
@@ -48,6 +46,7 @@ import numpy as np
 
 from metarl_bench import stats
 from metarl_bench.harness import progress_bar
+from metarl_bench.page_format import fmt_ci
 from metarl_bench.results import (
     DEFAULT_RESULTS,
     Record,
@@ -337,6 +336,8 @@ class Row:
     meta_train_steps: float
     meta_train_seconds: float
     headline_value: float
+    scores: np.ndarray | None = None  # the (seeds, tasks) matrix the IQM is of (normalised where it can be)
+    lower_is_better: bool = False  # orientation of `scores`
 
 
 def _row(variant: str, recs: list[Record], bench: Any, reps: int, seed: int,
@@ -359,39 +360,33 @@ def _row(variant: str, recs: list[Record], bench: Any, reps: int, seed: int,
         meta_train_steps=float(np.mean([float(r.meta_train.get("env_steps", 0) or 0) for r in recs])),
         meta_train_seconds=float(np.mean([float(r.meta_train.get("wall_seconds", 0) or 0) for r in recs])),
         headline_value=float("nan") if head is None else float(head.point),
+        scores=agg.scores,
+        lower_is_better=agg.lower_is_better,
     )
 
 
 # -- formatting --------------------------------------------------------------------------------
 
 
-def _decimals(half: float, value: float) -> int:
-    """Decimals that show two significant digits of the CI half-width (4 of the value without one)."""
-    if math.isfinite(half) and half > 0:
-        return int(min(6, max(0, 1 - math.floor(math.log10(half)))))
-    if math.isfinite(value) and value != 0:
-        return int(min(6, max(0, 3 - math.floor(math.log10(abs(value))))))
-    return 2
-
-
-def fmt_ci(iv: stats.Interval | None) -> str:
-    """``point [low, high]``, rounded to the interval's precision; ``—`` when undefined."""
-    if iv is None or not math.isfinite(iv.point):
-        return "—"
-    d = _decimals((iv.high - iv.low) / 2, iv.point)
-    return f"{iv.point:.{d}f} [{iv.low:.{d}f}, {iv.high:.{d}f}]"
-
-
 def fmt_steps(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def fmt_seconds(s: float) -> str:
-    if s < 120:
+def fmt_seconds(s: float, unit: str | None = None) -> str:
+    """``s`` seconds in ``unit`` (``"s"``, ``"min"`` or ``"h"``; by default the one :func:`time_unit` picks for it)."""
+    unit = unit or time_unit([s])
+    if unit == "s":
         return f"{s:.1f} s"
-    if s < 7200:
+    if unit == "min":
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.2f} h"
+
+
+def time_unit(seconds: Sequence[float]) -> str:
+    """The one unit a column of durations is shown in: seconds below 2 minutes at most,
+    minutes below 2 hours, else hours."""
+    top = max(seconds, default=0.0)
+    return "s" if top < 120 else "min" if top < 7200 else "h"
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -405,6 +400,7 @@ class _Table:
     header: list[str]
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
+    page: dict[str, Any] = field(default_factory=dict)  # the page's data of this benchmark (metarl_bench.page)
 
 
 def _label(bid: str) -> str:
@@ -450,10 +446,11 @@ def _table(res: Results, bid: str, reps: int, seed: int) -> _Table:
         "Final score [95% CI]" + (star if headline == "final" else ""), iqm_head,
         "Meta-train env steps", "Meta-train time", "Seeds",
     ]
+    unit = time_unit([r.meta_train_seconds for r in rows])
     body = [
         [
             str(i + 1), r.agent, fmt_ci(r.online), fmt_ci(r.final), fmt_ci(r.iqm),
-            fmt_steps(r.meta_train_steps), fmt_seconds(r.meta_train_seconds),
+            fmt_steps(r.meta_train_steps), fmt_seconds(r.meta_train_seconds, unit),
             str(len(r.seeds)) + (f" {FEW_SEEDS_MARK}" if len(r.seeds) < MIN_SEEDS else ""),
         ]
         for i, r in enumerate(rows)
@@ -464,7 +461,11 @@ def _table(res: Results, bid: str, reps: int, seed: int) -> _Table:
             f"{FEW_SEEDS_MARK} fewer than {MIN_SEEDS} seeds: too few independent training runs for the "
             f"intervals to say much; run more seeds (`metarl-bench run ... --seeds 0 1 2`)."
         )
-    return _Table(_label(bid), _label(bid), _info(bench, kind, by_variant), header, body, notes)
+    info = _info(bench, kind, by_variant)
+    from metarl_bench.page import benchmark_data
+
+    data = benchmark_data(bench, by_variant, rows, body, header, info, notes, reps=reps, seed=seed)
+    return _Table(_label(bid), _label(bid), info, header, body, notes, data)
 
 
 def _info(bench: Any, kind: str | None, group: Mapping[str, Sequence[Record]] | None = None) -> list[str]:
@@ -583,62 +584,10 @@ def _markdown(res: Results, tables: list[_Table], intro: str) -> str:
     return "\n".join(out)
 
 
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.92em; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; } td.agent, th.agent { text-align: left; font-weight: 600; }
-.warning { background: #fff3cd; border: 2px solid #d39e00; padding: 0.6em 1em; margin: 1em 0; }
-.info { color: #555; font-size: 0.9em; margin: 0.2em 0; }
-img { max-width: 100%; height: auto; display: block; margin: 0.5em 0; }
-"""
-
-
 def _html(res: Results, tables: list[_Table], intro: str) -> str:
-    e = html.escape
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>metarl-bench leaderboard</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>metarl-bench leaderboard</h1>",
-    ]
-    if res.errors:
-        out.append(
-            f'<div class="warning"><strong>Warning: incomplete.</strong> {len(res.errors)} problem(s) in the '
-            f"results; the tables leave out the records concerned:<ul>"
-        )
-        out += [f"<li>{e(m)}</li>" for m in res.errors]
-        out.append("</ul></div>")
-    out.append(f"<p>{_inline(intro)}</p>")
-    if not tables:
-        out.append(f"<p>No valid records under <code>{e(str(res.root))}</code>.</p>")
-    if len(tables) > 1:
-        out.append("<ul>" + "".join(f'<li><a href="#{_anchor(t.title)}">{e(t.title)}</a></li>' for t in tables) + "</ul>")
-    for t in tables:
-        out.append(f'<h2 id="{_anchor(t.title)}">{e(t.title)}</h2>')
-        out += [f'<p class="info">{_inline(line)}</p>' for line in t.info]
-        out.append("<table><thead><tr>")
-        out += [f'<th{" class=agent" if i == 1 else ""}>{e(h)}</th>' for i, h in enumerate(t.header)]
-        out.append("</tr></thead><tbody>")
-        for row in t.rows:
-            cells = "".join(f'<td{" class=agent" if i == 1 else ""}>{e(c)}</td>' for i, c in enumerate(row))
-            out.append(f"<tr>{cells}</tr>")
-        out.append("</tbody></table>")
-        out += [f'<p class="info">{_inline(n)}</p>' for n in t.notes]
-        for kind, what in (("curves", "Adaptation curves"), ("profiles", "Performance profiles")):
-            out.append(f'<img src="{e(_plot_rel(t.plot_stem, kind))}" alt="{e(what)} on {e(t.title)}">')
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+    from metarl_bench.page import render
 
-
-def _inline(text: str) -> str:
-    """HTML-escape ``text`` and render its markdown `code` spans as <code>."""
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
-
-
-def _anchor(title: str) -> str:
-    return "".join(c if c.isalnum() or c == "-" else "-" for c in title).strip("-").lower()
+    return render([t.page for t in tables], intro, res.errors, str(res.root))
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -795,6 +744,9 @@ def _publish(
     try:
         os.chmod(staging, 0o777 & ~current_umask())
         keys = sorted((b for b in res.groups if only is None or b == only), key=lambda b: (-_cost(res, b), b))
+        from metarl_bench.page_style import load_registry
+
+        load_registry()  # the agents' paradigms, read by the plots and the page, before the workers fork
         jobs: list[tuple[str, Callable[[], Any]]] = []
         for bid in keys:
             if pages is not None:

@@ -112,7 +112,8 @@ def test_markdown_numbers_match_the_records(results: Path):
     assert row[5] == "1,500" and row[6] == "3.0 s" and row[7] == "2 †"
     assert "† fewer than 3 seeds" in md and "benchmark-level references" in md
     assert table_row(md, "weak")[0] == "2"
-    assert "<td class=agent>good</td>" in page and row[2] in page
+    point, ci = row[2].split(" [")
+    assert 'data-name="good"' in page and f"{point}<small>[{ci}</small>" in page  # the same text, CI set apart
     assert "plots/MetaRL__Fake-v0.curves.png" in md and 'src="plots/MetaRL__Fake-v0.curves.png"' in page
 
 
