@@ -4,6 +4,8 @@ episode clock, generalised advantage estimation."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -71,3 +73,24 @@ def gae(
         last = delta + gamma * lam * nonterminal * last
         adv[t] = last
     return adv, adv + values
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, restoring the previous count after.
+
+    Why: the learners' networks are small, and on a shared machine OpenMP threads that wait
+    on busy cores cost far more than they save (10x slower with 2 threads on a loaded 2-core
+    box, measured).
+    """
+    import torch  # here, so that the classical references never load torch
+
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

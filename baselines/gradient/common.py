@@ -19,9 +19,8 @@ episodes per group; group ``g`` owns the contiguous sub-envs ``g*E .. (g+1)*E - 
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -575,25 +574,6 @@ def group_runs(groups: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     if (counts != counts[0]).any():
         return None
     return np.argsort(groups, kind="stable"), runs, int(counts[0])
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads, restoring the previous count after.
-
-    Why: these networks are small, and on a shared machine OpenMP threads that wait on
-    busy cores cost far more than they save (10x slower with 2 threads on a loaded 2-core
-    box, measured).
-    """
-    before = torch.get_num_threads()
-    if n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def any_nonfinite(*tensors: Any) -> bool:

@@ -40,9 +40,8 @@ from metarl_bench.baselines.gradient.common import (
     make_policy,
     stack_params,
     torch_generator,
-    torch_threads,
 )
-from metarl_bench.baselines.shared import fixed_horizon
+from metarl_bench.baselines.shared import fixed_horizon, torch_threads
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 

@@ -31,12 +31,11 @@ and MDP benchmarks is exactly the RL² paper's metric.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +53,7 @@ from metarl_bench.agents import (
     Transition,
     positive,
 )
-from metarl_bench.baselines.shared import fixed_horizon, gae
+from metarl_bench.baselines.shared import fixed_horizon, gae, torch_threads
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
@@ -352,16 +351,6 @@ class _Inputs:
         self.prev = torch.where(mask.unsqueeze(1), new, self.prev)
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _build_net(spec: _Spec, cfg: RL2Config, seed: int, task_dim: int = 0) -> RL2Net:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -643,7 +632,7 @@ class RL2Agent(Agent[MetaTrainContext, EvalContext, Adapter]):
         venv = ctx.make_vector_env(train_tasks[:1] * n)
         spec = _Spec(venv.single_observation_space, venv.single_action_space)
         targets = task_targets(train_tasks) if cfg.task_aux_coef > 0 else None
-        with _threads(cfg.num_threads), ctx.progress_bar(num_updates, "update", "rl2: meta-training") as bar:
+        with torch_threads(cfg.num_threads), ctx.progress_bar(num_updates, "update", "rl2: meta-training") as bar:
             net = _build_net(spec, cfg, int(seeds[2]), 0 if targets is None else targets.shape[1])
             opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, eps=1e-5)
             self.net = net
@@ -810,7 +799,7 @@ class RL2Adapter(Adapter):
         self._pending = None
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), _threads(self.num_threads):
+        with torch.no_grad(), torch_threads(self.num_threads):
             hs, out = self.net.policy(self.inputs.build(obs).unsqueeze(0), self.h)
             a = self.net.sample(out[0], self.gen, self.greedy)
         self._pending = (hs[0], a)

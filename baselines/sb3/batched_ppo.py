@@ -37,7 +37,7 @@ import torch
 from gymnasium import spaces
 
 from metarl_bench.agents import Adapter, Transition
-from metarl_bench.baselines.shared import gae
+from metarl_bench.baselines.shared import gae, torch_threads
 
 # SB3's ActorCriticPolicy parameter names for net_arch=[h, h] (mlp_extractor layers 0 and 2).
 LAYERS = ("mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2", "mlp_extractor.value_net.0",
@@ -46,17 +46,27 @@ LAYERS = ("mlp_extractor.policy_net.0", "mlp_extractor.policy_net.2", "mlp_extra
 
 @dataclass
 class PPOUpdate:
-    """The PPO hyperparameters of one update, named as in ``stable_baselines3.PPO``."""
+    """The PPO hyperparameters of one update, named and defaulted as in ``stable_baselines3.PPO``
+    (the base of the SB3 baselines' configs)."""
 
     learning_rate: float = 3e-4
+    """Adam step size."""
     n_epochs: int = 10
+    """Passes over each batch of experience."""
     batch_size: int = 64
+    """Transitions per minibatch."""
     gamma: float = 0.99
+    """Discount factor."""
     gae_lambda: float = 0.95
+    """GAE λ."""
     clip_range: float = 0.2
+    """PPO ratio clip ε."""
     ent_coef: float = 0.0
+    """Entropy bonus weight."""
     vf_coef: float = 0.5
+    """Value loss weight."""
     max_grad_norm: float = 0.5
+    """Gradient norm clip."""
 
 
 def _orthogonal(n: int, rows: int, cols: int, gain: float, gen: torch.Generator) -> torch.Tensor:
@@ -303,16 +313,11 @@ class BatchedPPOAdapter(Adapter):
         return out
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
-        try:
-            with torch.no_grad():
-                o = self._by_run(np.asarray(obs).reshape(len(obs), -1))
-                out, values = forward(self.params, o)
-                actions = self.head.sample(self.params, out, self.gen, self.final and self.deterministic_eval)
-                logp, _ = self.head.log_prob_entropy(self.params, out, actions)
-        finally:
-            torch.set_num_threads(prev)
+        with torch_threads(self.num_threads), torch.no_grad():
+            o = self._by_run(np.asarray(obs).reshape(len(obs), -1))
+            out, values = forward(self.params, o)
+            actions = self.head.sample(self.params, out, self.gen, self.final and self.deterministic_eval)
+            logp, _ = self.head.log_prob_entropy(self.params, out, actions)
         flat_actions = self._from_run(actions)
         self._pending = (self._from_run(o), flat_actions, self._from_run(logp), self._from_run(values))
         return self.head.to_env(flat_actions)
@@ -358,10 +363,6 @@ class BatchedPPOAdapter(Adapter):
         if not self.steps:
             return
         data = self.rollout()
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
-        try:
+        with torch_threads(self.num_threads):
             self.log.append(ppo_update(self.params, self.opt, self.head, data, self.cfg, self.gen))
-        finally:
-            torch.set_num_threads(prev)
         self.steps = []

@@ -1,11 +1,10 @@
 """What the Stable-Baselines3 baselines share: training envs over the train tasks, counted by
-the harness; a callback that logs SB3's rollouts into the record; thread limits."""
+the harness; a callback that logs SB3's rollouts into the record; the saved policy."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -102,12 +101,35 @@ class RecordRollouts(BaseCallback):
         self.ctx.record(**row)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` torch threads (SB3's small networks are fastest on one), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+class SavedPolicy:
+    """``state_dict``/``load_state_dict`` of an SB3 baseline whose learned state is one SB3
+    policy: ``self.model`` after meta-training, or the weights a save held
+    (``self.saved_policy``), from which the agent rebuilds the policy for the evaluation's spaces."""
+
+    name: ClassVar[str]
+
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**overrides)  # the Agent's
+        self.model: Any = None  # set by meta_train
+        self.saved_policy: dict[str, torch.Tensor] | None = None  # set by load_state_dict
+
+    def check_rollout(self, total_timesteps: int, n_steps: int, n_envs: int, benchmark: Any) -> None:
+        """Before any work: one SB3 rollout (``n_steps * n_envs`` env steps) fits the steps allowed."""
+        if min(total_timesteps, benchmark.meta_train_steps) < n_steps * n_envs:
+            raise ValueError(
+                f"{self.name} on {benchmark.id}: total_timesteps={total_timesteps:,} is less than one rollout "
+                f"(n_steps * n_envs = {n_steps * n_envs:,}); raise total_timesteps or lower n_steps"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trained policy's weights (SB3's ``policy.state_dict()``)."""
+        if self.model is not None:
+            return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}}
+        if self.saved_policy is not None:
+            return {"policy": self.saved_policy}
+        raise RuntimeError(f"{self.name}: nothing to save before meta-training")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if set(state) != {"policy"}:
+            raise ValueError(f"{self.name}: a saved state holds 'policy', got {sorted(state)}; it was saved by another agent")
+        self.model, self.saved_policy = None, dict(state["policy"])

@@ -30,33 +30,16 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, build_config, positive, tuned_config
 from metarl_bench.baselines.sb3.batched_ppo import BatchedPPOAdapter, PPOUpdate, init_params, stack_state
-from metarl_bench.baselines.sb3.common import RecordRollouts, learn_steps, torch_threads, train_vec_env
+from metarl_bench.baselines.sb3.common import RecordRollouts, SavedPolicy, learn_steps, train_vec_env
+from metarl_bench.baselines.shared import torch_threads
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 
 
 @dataclass
-class SB3PPOConfig(AgentConfig):
-    """PPO hyperparameters, named and defaulted as in ``stable_baselines3.PPO``."""
+class SB3PPOConfig(AgentConfig, PPOUpdate):
+    """PPO hyperparameters, named and defaulted as in ``stable_baselines3.PPO``, and the policy's shape."""
 
-    learning_rate: float = 3e-4
-    """Adam step size."""
-    n_epochs: int = 10
-    """Passes over each batch of experience."""
-    batch_size: int = 64
-    """Transitions per minibatch."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """GAE λ."""
-    clip_range: float = 0.2
-    """PPO ratio clip ε."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight."""
-    vf_coef: float = 0.5
-    """Value loss weight."""
-    max_grad_norm: float = 0.5
-    """Gradient norm clip."""
     log_std_init: float = 0.0
     """Initial log standard deviation of a Gaussian policy (SB3's ``log_std_init``; rl-zoo sets it where actions span less than [-1, 1])."""
     hidden_size: int = 64
@@ -79,10 +62,6 @@ class SB3PPOConfig(AgentConfig):
             raise ValueError(f"agent {self.agent_name!r}: gamma and gae_lambda must be <= 1")
 
     agent_name: ClassVar[str] = "ppo"
-
-    def update(self) -> PPOUpdate:
-        return PPOUpdate(self.learning_rate, self.n_epochs, self.batch_size, self.gamma, self.gae_lambda,
-                         self.clip_range, self.ent_coef, self.vf_coef, self.max_grad_norm)
 
 
 @dataclass
@@ -181,7 +160,7 @@ class PPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
         def fresh(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
             return init_params(n, obs_dim, ctx.action_space, cfg.hidden_size, gen, cfg.log_std_init)
 
-        return BatchedPPOAdapter(ctx.observation_space, ctx.action_space, cfg.update(), cfg.episodes_per_stage,
+        return BatchedPPOAdapter(ctx.observation_space, ctx.action_space, cfg, cfg.episodes_per_stage,
                                  ctx.benchmark.protocol.budget_episodes, fresh, ctx.seed, cfg.deterministic_eval, cfg.num_threads)
 
 
@@ -203,7 +182,7 @@ class PolicyAdapter(Adapter):
         return actions
 
 
-class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
+class MultitaskPPO(SavedPolicy, Agent[MetaTrainContext, EvalContext, Adapter]):
     """SB3's ``PPO.learn()`` across the train tasks, the task hidden; evaluated zero-shot."""
 
     name = "multitask-ppo"
@@ -211,24 +190,6 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
     description = "SB3 PPO trained across the train tasks (task hidden), evaluated zero-shot"
     learns = True
     config: MultitaskPPOConfig
-
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(**overrides)
-        self.model: PPO | None = None  # set by meta_train
-        self.saved_policy: dict[str, torch.Tensor] | None = None  # set by load_state_dict
-
-    def state_dict(self) -> dict[str, Any]:
-        """The trained policy's weights (SB3's ``policy.state_dict()``)."""
-        if self.model is not None:
-            return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}}
-        if self.saved_policy is not None:
-            return {"policy": self.saved_policy}
-        raise RuntimeError(f"{self.name}: nothing to save before meta-training")
-
-    def load_state_dict(self, state: Any) -> None:
-        if set(state) != {"policy"}:
-            raise ValueError(f"{self.name}: a saved state holds 'policy', got {sorted(state)}; it was saved by another agent")
-        self.model, self.saved_policy = None, dict(state["policy"])
 
     def supports(self, benchmark: Benchmark) -> str | None:
         return _unsupported(benchmark)
@@ -242,12 +203,7 @@ class MultitaskPPO(Agent[MetaTrainContext, EvalContext, Adapter]):
         return self.config
 
     def check_benchmark(self, benchmark: Benchmark) -> None:
-        cfg = self.config
-        if min(cfg.total_timesteps, benchmark.meta_train_steps) < cfg.n_steps * cfg.n_envs:
-            raise ValueError(
-                f"{self.name} on {benchmark.id}: total_timesteps={cfg.total_timesteps:,} is less than one rollout "
-                f"(n_steps * n_envs = {cfg.n_steps * cfg.n_envs:,}); raise total_timesteps or lower n_steps"
-            )
+        self.check_rollout(self.config.total_timesteps, self.config.n_steps, self.config.n_envs, benchmark)
 
     def meta_train(self, ctx: MetaTrainContext) -> None:
         cfg = self.config
@@ -312,5 +268,5 @@ class MultitaskPPOFinetune(MultitaskPPO):
         def pretrained(n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
             return stack_state(state, n)
 
-        return BatchedPPOAdapter(ctx.observation_space, ctx.action_space, cfg.update(), cfg.episodes_per_stage,
+        return BatchedPPOAdapter(ctx.observation_space, ctx.action_space, cfg, cfg.episodes_per_stage,
                                  ctx.benchmark.protocol.budget_episodes, pretrained, ctx.seed, cfg.deterministic_eval, cfg.num_threads)

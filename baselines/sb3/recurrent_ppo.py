@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,25 +21,20 @@ from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 from metarl_bench.agents import Adapter, Agent, AgentConfig, Transition, positive
-from metarl_bench.baselines.sb3.common import RecordRollouts, learn_steps, torch_threads, train_vec_env
-from metarl_bench.baselines.sb3.ppo import SB3PPOConfig, policy_kwargs
+from metarl_bench.baselines.sb3.common import RecordRollouts, SavedPolicy, learn_steps, train_vec_env
+from metarl_bench.baselines.sb3.ppo import MultitaskPPOConfig, policy_kwargs
+from metarl_bench.baselines.shared import torch_threads
 from metarl_bench.benchmarks import Benchmark
 from metarl_bench.harness import EvalContext, MetaTrainContext
 from metarl_bench.trial import TrialInputs, TrialWrapper
 
 
 @dataclass
-class RecurrentPPOConfig(SB3PPOConfig):
+class RecurrentPPOConfig(MultitaskPPOConfig):
     """sb3-contrib ``RecurrentPPO`` on trials (tuned values in ``baselines/configs/recurrent-ppo.yaml``)."""
 
     agent_name: ClassVar[str] = "recurrent-ppo"
 
-    total_timesteps: int = 1_000_000
-    """Meta-training env steps (capped by the benchmark's budget; rounded down to whole rollouts)."""
-    n_envs: int = 8
-    """Training trials stepped together (SB3's ``DummyVecEnv``)."""
-    n_steps: int = 256
-    """Steps per env per rollout (also the longest backpropagation through time)."""
     lstm_hidden_size: int = 64
     """LSTM units (policy and value each have their own LSTM, sb3-contrib's default)."""
     trial_episodes: int = 0
@@ -49,13 +44,12 @@ class RecurrentPPOConfig(SB3PPOConfig):
 
     def validate(self) -> None:
         super().validate()
-        positive(self.agent_name, total_timesteps=self.total_timesteps, n_envs=self.n_envs, n_steps=self.n_steps,
-                 lstm_hidden_size=self.lstm_hidden_size)
+        positive(self.agent_name, lstm_hidden_size=self.lstm_hidden_size)
         if self.trial_episodes < 0:
             raise ValueError(f"agent {self.agent_name!r}: trial_episodes must be >= 0 (0: the benchmark's), got {self.trial_episodes}")
 
 
-class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
+class RecurrentPPOAgent(SavedPolicy, Agent[MetaTrainContext, EvalContext, Adapter]):
     """sb3-contrib's ``RecurrentPPO`` trained on trials of train tasks; adapts through its LSTM state."""
 
     name = "recurrent-ppo"
@@ -63,24 +57,6 @@ class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     description = "sb3-contrib RecurrentPPO (LSTM) on the trial wrapper: RL^2 built from SB3 parts"
     learns = True
     config: RecurrentPPOConfig
-
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(**overrides)
-        self.model: RecurrentPPO | None = None  # set by meta_train
-        self.saved_policy: dict[str, torch.Tensor] | None = None  # set by load_state_dict
-
-    def state_dict(self) -> dict[str, Any]:
-        """The trained LSTM policy's weights (SB3's ``policy.state_dict()``)."""
-        if self.model is not None:
-            return {"policy": {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}}
-        if self.saved_policy is not None:
-            return {"policy": self.saved_policy}
-        raise RuntimeError(f"{self.name}: nothing to save before meta-training")
-
-    def load_state_dict(self, state: Any) -> None:
-        if set(state) != {"policy"}:
-            raise ValueError(f"{self.name}: a saved state holds 'policy', got {sorted(state)}; it was saved by another agent")
-        self.model, self.saved_policy = None, dict(state["policy"])
 
     def supports(self, benchmark: Benchmark) -> str | None:
         return None if benchmark.family.kind == "rl" else "SB3 baselines are RL agents"
@@ -93,12 +69,7 @@ class RecurrentPPOAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
         return int(proto.budget_episodes + final)
 
     def check_benchmark(self, benchmark: Benchmark) -> None:
-        cfg = self.config
-        if min(cfg.total_timesteps, benchmark.meta_train_steps) < cfg.n_steps * cfg.n_envs:
-            raise ValueError(
-                f"{self.name} on {benchmark.id}: total_timesteps={cfg.total_timesteps:,} is less than one rollout "
-                f"(n_steps * n_envs = {cfg.n_steps * cfg.n_envs:,}); raise total_timesteps or lower n_steps"
-            )
+        self.check_rollout(self.config.total_timesteps, self.config.n_steps, self.config.n_envs, benchmark)
 
     def meta_train(self, ctx: MetaTrainContext) -> None:
         cfg = self.config

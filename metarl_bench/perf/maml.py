@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from metarl_bench.agents import ProgressBar
-from metarl_bench.baselines.gradient.common import torch_threads
 from metarl_bench.baselines.gradient.maml_rl import MAMLTRPO, MAMLTRPOConfig
+from metarl_bench.baselines.shared import torch_threads
 from metarl_bench.benchmarks import benchmark
 from metarl_bench.harness import MetaTrainContext, progress_bar
 from metarl_bench.perf.maml_reference import reference_meta_batch
