@@ -86,7 +86,7 @@
     rows.sort(function (a, b) {
       var x = cellValue(a, col), y = cellValue(b, col);
       if (x === null || y === null) return (x === null) - (y === null) || a._pos - b._pos;  // empty cells last
-      var c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+      var c = numeric ? parseFloat(x) - parseFloat(y) : (x.toLowerCase() < y.toLowerCase() ? -1 : x.toLowerCase() > y.toLowerCase() ? 1 : 0);
       return (dir === "ascending" ? c : -c) || a._pos - b._pos;
     });
     rows.forEach(function (r) { body.appendChild(r); });

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from metarl_bench import plots
+from metarl_bench import page_style, plots, stats
 from metarl_bench.recording import build_record
 from metarl_bench.results import Record
 
@@ -104,3 +104,41 @@ def test_plot_profiles_and_determinism(tmp_path):
     assert len(first) == 4 and first == again
     svg = (tmp_path / "1" / "MetaRL__Fake-v0.profiles.svg").read_text()
     assert "normalised online score threshold" in svg and "a (2 seeds)" in svg
+
+
+def test_agents_keep_their_colour_and_variants_are_dashed(tmp_path):
+    by_agent = {"ucb1": [fake_record(returns_(0), agent="ucb1")], "rl2": [fake_record(returns_(3), agent="rl2")]}
+    variant = fake_record(returns_(4), agent="ucb1")
+    variant.agent["variant"] = "ucb1@c=0.5"
+    by_agent["ucb1@c=0.5"] = [variant]
+    svg = plots.plot_curves(by_agent, "MetaRL/Fake-v0", tmp_path, bench=fake_bench())[1].read_text()
+    for name in ("ucb1", "rl2"):
+        assert page_style.BUILTIN[name][0] in svg  # the same colour as on the page and every other plot
+    st = plots.styles(by_agent, fake_bench())
+    assert st["ucb1@c=0.5"].color == st["ucb1"].color and st["ucb1@c=0.5"].hollow
+
+
+def test_lines_that_coincide_are_named_in_the_caption(tmp_path):
+    same = returns_(7)
+    by_agent = {"gittins": [fake_record(same, agent="gittins")], "bayes-optimal": [fake_record(same, agent="bayes-optimal")],
+                "random": [fake_record(returns_(8) * 0.2, agent="random")]}
+    svg = plots.plot_curves(by_agent, "MetaRL/Fake-v0", tmp_path, bench=fake_bench())[1].read_text()
+    assert "bayes-optimal and gittins coincide" in svg
+    svg = plots.plot_profiles(by_agent, "MetaRL/Fake-v0", tmp_path, bench=fake_bench())[1].read_text()
+    assert "bayes-optimal and gittins coincide" in svg
+    curves = {a: plots.curve(r) for a, r in by_agent.items()}
+    caption = " ".join(plots.curves_caption(fake_bench(), curves, "x", "return per episode"))
+    assert "the final evaluation (2 episodes per run, no adaptation during them)" in caption
+    assert "Dotted step: the last adapt() call" in caption
+
+
+def test_profile_range_spans_where_agents_differ():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.5, 0.1, (3, 400))
+    a[0, 0] = -40.0  # one outlier task
+    b = rng.normal(0.2, 0.1, (3, 400))
+    taus = plots.profile_taus([a, b], normalized=True)
+    assert taus[0] > -1.0 and taus[0] <= 0.0 and taus[-1] >= 1.0  # the outlier is left out, the references kept
+    below, above = taus[0], taus[-1]
+    for m in (a, b):
+        assert stats.performance_profile(m, [below])[0] >= 0.99 and stats.performance_profile(m, [above])[0] <= 0.01
