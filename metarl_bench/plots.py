@@ -388,7 +388,7 @@ def curves_caption(bench: Any, curves: Mapping[str, Curve], xlabel: str, ylabel:
         + ". Bands (bars where one stage spans the budget): ±1.96 standard errors over test tasks (95% CI)."
     )
     step = (
-        f"Dotted step: the last inner step; the marker at x = {budget} with its bar is the query {ylabel} after it."
+        f"Dotted step: the last inner step; the marker at x = {budget} with its bar is the {ylabel} after it."
         if supervised else
         f"Dotted step: the last adapt() call, after the budget's last stage; the marker at x = {budget} with its bar is "
         f"the final evaluation ({final_episodes} episodes per run, no adaptation during them), spread apart "
@@ -396,8 +396,9 @@ def curves_caption(bench: Any, curves: Mapping[str, Curve], xlabel: str, ylabel:
     )
     parts = [what, step]
     if refs:
-        parts.append(f"Dashed lines: the benchmark's {_and([r.split(' ')[0] for r in refs])} references per episode "
-                     f"(means over test tasks).")
+        one = len(refs) == 1
+        parts.append(f"Dashed line{'' if one else 's'}: the benchmark's {_and([r.split(' ')[0] for r in refs])} "
+                     f"reference{'' if one else 's'} per episode (mean{'' if one else 's'} over test tasks).")
     notes = [f"{_and(list(g))} coincide (within 1% of the y range at every x; their markers alternate)" for g in groups]
     notes += [f"{_and(on)} {'runs' if len(on) == 1 else 'run'} along the {name.split(' ')[0]} reference line"
               for name, on in on_ref.items()]

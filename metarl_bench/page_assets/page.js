@@ -151,7 +151,7 @@
     var shown = box._shown;
     var width = Math.max(300, Math.floor(box.clientWidth || 760));
     var height = Math.round(Math.max(240, Math.min(420, width * 0.56)));
-    var m = { l: 56, r: width < 480 ? 14 : 70, t: 10, b: 40 };
+    var m = { l: 56, r: width < 480 ? 24 : 70, t: 10, b: 40 };
     var W = width - m.l - m.r, H = height - m.t - m.b;
     var names = b.rows.map(function (r) { return r.variant; }).filter(function (v) { return shown[v] && b.curves[v]; });
     var refs = [];
