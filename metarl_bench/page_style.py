@@ -7,8 +7,8 @@ and a paradigm for every agent name, and the styles of the reference lines.
   registered falls in ``"other"``. A name registered for both kinds of benchmark (``reptile``,
   ``oracle``) takes the paradigm of the kind of the benchmark at hand.
 - The colour and marker of the suite's agents are fixed in :data:`BUILTIN` (colour families by
-  paradigm: classical references blues, browns and greys; gradient-based reds, oranges and pink;
-  in-context purple; SB3 baselines greens; few-shot oranges, plum and greys). Any other name
+  paradigm: classical references blues, browns, gold and greys; gradient-based reds, oranges and pink;
+  in-context purple; SB3 baselines greens and teal; few-shot oranges, plum and greys). Any other name
   gets one drawn from :data:`EXTRA_COLORS` and :data:`MARKERS` by a hash of the name, so an
   agent's identity never depends on which other agents have records.
 - A variant (a config other than the tuned default, ``maml-ppo@iterations=50`` or a
@@ -48,7 +48,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "thompson": ("#6b6ecf", "v"),
     "greedy": ("#8c564b", "D"),
     "epsilon-greedy": ("#c49c94", "P"),
-    "psrl": ("#ad494a", "h"),
+    "psrl": ("#d4a017", "h"),
     # gradient-based meta-RL
     "maml-trpo": ("#d62728", "s"),
     "maml-ppo": ("#ff7f0e", "o"),
@@ -60,7 +60,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "multitask-ppo": ("#98df8a", "s"),
     "multitask-ppo-finetune": ("#637939", "^"),
     "task-ppo": ("#00441b", "D"),
-    "recurrent-ppo": ("#bcbd22", "v"),
+    "recurrent-ppo": ("#1b9e77", "v"),
     # few-shot (supervised); reptile and oracle as above
     "maml": ("#e6550d", "o"),
     "fomaml": ("#fdae6b", "s"),
@@ -70,7 +70,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "prior-mean": ("#636363", "p"),
 }
 EXTRA_COLORS = (
-    "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1b9e77", "#d95f02", "#7570b3", "#b15928",
+    "#e7298a", "#66a61e", "#8e0152", "#a6761d", "#bcbd22", "#d95f02", "#7570b3", "#b15928",
     "#6a3d9a", "#b2182b", "#2166ac", "#4d9221",
 )
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "p", "*")

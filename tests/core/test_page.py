@@ -51,6 +51,7 @@ def test_every_suite_agent_has_its_own_fixed_colour_and_marker():
     pairs = list(page_style.BUILTIN.values())
     assert len(set(pairs)) == len(pairs)  # no two agents drawn alike
     assert len({c for c, _ in pairs}) == len(pairs)  # not even in colour alone
+    assert not {c for c, _ in pairs} & set(page_style.EXTRA_COLORS)  # other agents' colours are none of these
     assert set(SUITE) <= set(page_style.BUILTIN) and set(SUITE) <= set(agents.agent_names())
     # an agent added later gets an identity of its own name alone: nobody else's changes
     assert page_style.style("ucb1").color == page_style.BUILTIN["ucb1"][0]
