@@ -53,7 +53,8 @@ def _iqm_replicates(m: np.ndarray, counts: Sequence[np.ndarray]) -> np.ndarray:
     step = vals[:-1] - vals[1:]
     out = []
     for c in counts:
-        cum = np.cumsum(c.reshape(c.shape[0], -1)[:, order], axis=1, dtype=dtype)
+        cum = c.reshape(c.shape[0], -1)[:, order].astype(dtype)
+        np.cumsum(cum, axis=1, out=cum)  # integers: the same sums in any order
         np.clip(cum, lo, hi, out=cum)
         out.append((hi * vals[-1] - lo * vals[0] + cum[:, :-1].astype(np.float64) @ step) / (hi - lo))
     return np.concatenate(out)
