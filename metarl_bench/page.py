@@ -413,7 +413,7 @@ def _section(i: int, b: Mapping[str, Any]) -> str:
     cap = "".join(f"<p>{_e(p)}</p>" for p in b["caption"])
     curves_png, profiles_png = b["plots"]["curves"], b["plots"]["profiles"]
     return "\n".join([
-        f'<section id="{_e(b["anchor"])}">',
+        f'<section class="bench" id="{_e(b["anchor"])}">',
         f'<h2>{_e(b["id"])}</h2>',
         "".join(f'<p class="info">{_inline(line)}</p>' for line in b["info"]),
         _benchmark_table(i, b),

@@ -285,13 +285,21 @@ def _fits(page: Page, width: int) -> None:
 
 
 def _screenshots(page: Page, folder: Path, stem: str) -> list[Path]:
+    """At each width: the top of the page, then the first benchmark's table, then its chart and
+    compare view, each scrolled to the top of the window."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
+    views = (("", None), ("-table", "section.bench .filters"), ("-curves", "section.bench .toggles"))
     for width in (1280, 390):
         _fits(page, width)
-        path = folder / f"{stem}-{width}.png"
-        page.screenshot(path=str(path), full_page=False)
-        out.append(path)
+        for suffix, selector in views:
+            if selector is None:
+                page.evaluate("window.scrollTo(0, 0)")
+            else:
+                page.locator(selector).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            path = folder / f"{stem}-{width}{suffix}.png"
+            page.screenshot(path=str(path), full_page=False)
+            out.append(path)
     return out
 
 
@@ -321,7 +329,6 @@ def test_the_committed_page(browser: Browser, tmp_path: Path):
         assert _sorted_as_shown(_column(page, tid, 2), True, str(th.get_attribute("aria-sort")))
         assert page.locator(".chart g.series").count() >= 10
         folder = Path(os.environ.get("METARL_BENCH_SCREENSHOTS") or tmp_path)
-        page.evaluate("window.scrollTo(0, 0)")
         _screenshots(page, folder, "leaderboard")
         assert o.problems == []
     finally:
