@@ -71,18 +71,32 @@ class _Counts:
     def __init__(self, chunks: Sequence[np.ndarray]) -> None:
         c = np.concatenate(list(chunks))  # (n, runs, tasks)
         self.runs, self.tasks = c.shape[1], c.shape[2]
-        self.dense = np.ascontiguousarray(c.transpose(1, 0, 2), dtype=np.float32)
+        self._counts = c
+        base = self.runs + 1
         code = np.zeros(c.shape[::2], dtype=np.int64)  # (n, tasks): the vector in base runs + 1
         for s in range(self.runs):
-            code = code * (self.runs + 1) + c[:, s, :]
-        uniq, inverse = np.unique(code, return_inverse=True)
+            code = code * base + c[:, s, :]
+        if base**self.runs <= 1 << 22:  # few possible codes: number the ones present by counting
+            present = np.bincount(code.ravel(), minlength=base**self.runs) > 0
+            uniq = np.flatnonzero(present)
+            inverse = (np.cumsum(present) - 1)[code]
+        else:
+            uniq, inverse = np.unique(code, return_inverse=True)
         self.patterns = np.zeros((uniq.size, self.runs), dtype=np.float32)
         rest = uniq.copy()
         for s in reversed(range(self.runs)):
-            self.patterns[:, s] = rest % (self.runs + 1)
-            rest //= self.runs + 1
+            self.patterns[:, s] = rest % base
+            rest //= base
         self.index = inverse.reshape(code.shape).astype(np.int32)
         self._offsets: dict[int, np.ndarray] = {}
+        self._dense: np.ndarray | None = None
+
+    @property
+    def dense(self) -> np.ndarray:
+        """``(runs, n, tasks)`` float32 counts (built when first needed)."""
+        if self._dense is None:
+            self._dense = np.ascontiguousarray(self._counts.transpose(1, 0, 2), dtype=np.float32)
+        return self._dense
 
     def offsets(self, py: int) -> np.ndarray:
         """``(n, tasks)``: where each task's row for this count vector starts in a

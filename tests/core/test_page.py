@@ -112,8 +112,11 @@ def test_pairwise_equals_compare_for_every_pair(lower):
         assert poi.low == pytest.approx(want.low, abs=1e-12) and poi.high == pytest.approx(want.high, abs=1e-12)
 
 
-def test_pairwise_with_different_seed_counts_and_many_runs():
-    mats = _mats(2, (3, 30)) + _mats(1, (2, 30), seed=1) + _mats(1, (7, 30), seed=2)  # 7 runs: no lookup table
+@pytest.mark.parametrize("table", [True, False])
+def test_pairwise_with_different_seed_counts(table, monkeypatch):
+    if not table:  # the per-task products instead of the lookup table of count vectors
+        monkeypatch.setattr(page_pairs._Counts, "MAX_TABLE", 0)  # test-only: forces the other path
+    mats = _mats(2, (3, 30)) + _mats(1, (2, 30), seed=1) + _mats(1, (7, 30), seed=2)
     out = page_pairs.pairwise(mats, False, reps=200)
     for (i, j), (diff, poi) in out.items():
         assert diff == stats.iqm_difference_ci(mats[i], mats[j], reps=200)
