@@ -254,7 +254,6 @@ def ppo_update(p: dict[str, torch.Tensor], opt: BatchedAdam, head: Head, data: R
     steps = max(cfg.n_epochs * n_batches, 1)
     for k, v in leaves.items():
         p[k] = v.detach()
-    opt.params = p
     return {k: v / steps for k, v in stats.items()}
 
 
