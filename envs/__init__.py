@@ -15,6 +15,21 @@ from .classic_control import (
     PendulumDynamicsTask,
     PendulumDynamicsVectorEnv,
 )
+from .locomotion import FAMILIES as LOCOMOTION_FAMILIES
+from .locomotion import (
+    AntDirFamily,
+    AntDirTask,
+    AntGoalFamily,
+    AntGoalTask,
+    HalfCheetahDirFamily,
+    HalfCheetahDirTask,
+    HalfCheetahVelFamily,
+    HalfCheetahVelTask,
+    HopperParamsFamily,
+    HopperParamsTask,
+    Walker2DParamsFamily,
+    Walker2DParamsTask,
+)
 from .navigation import Navigation2DEnv, Navigation2DFamily, Navigation2DVectorEnv, NavigationTask
 from .sinusoid import SinusoidFamily, SinusoidTask
 from .tabular_mdp import TabularMDPEnv, TabularMDPFamily, TabularMDPTask, TabularMDPVectorEnv, value_iteration
@@ -24,6 +39,18 @@ __all__ = [
     "BanditFamily",
     "BanditTask",
     "BanditVectorEnv",
+    "AntDirFamily",
+    "AntDirTask",
+    "AntGoalFamily",
+    "AntGoalTask",
+    "HalfCheetahDirFamily",
+    "HalfCheetahDirTask",
+    "HalfCheetahVelFamily",
+    "HalfCheetahVelTask",
+    "HopperParamsFamily",
+    "HopperParamsTask",
+    "Walker2DParamsFamily",
+    "Walker2DParamsTask",
     "CartPoleDynamicsEnv",
     "CartPoleDynamicsFamily",
     "CartPoleDynamicsTask",
@@ -57,6 +84,8 @@ def register_all() -> None:
     register_family(CartPoleDynamicsFamily)
     register_family(PendulumDynamicsFamily)
     register_family(SinusoidFamily)
+    for locomotion in LOCOMOTION_FAMILIES:
+        register_family(locomotion)
 
 
 register_all()

@@ -343,7 +343,7 @@ class PendulumDynamicsVectorEnv(_NpRandomBatch):
 # --- families ----------------------------------------------------------------------------
 
 
-def _monte_carlo_return(
+def monte_carlo_return(
     family: Family, tasks: Sequence[Task], episodes: int, seed: int
 ) -> np.ndarray:
     """Mean return of the first episode of ``episodes`` uniformly random rollouts per task (vectorised)."""
@@ -374,7 +374,7 @@ class _ClassicControlFamily(Family):
 
     def random_return(self, tasks: list[Task], episodes: int = 32) -> np.ndarray:
         """Monte Carlo estimate (fixed seed, ``episodes`` per task) of the uniform random policy's return."""
-        return _monte_carlo_return(self, tasks, episodes, self.mc_seed)
+        return monte_carlo_return(self, tasks, episodes, self.mc_seed)
 
     def oracle_return(self, tasks: list[Task]) -> None:
         """No reference: no cheap optimal policy is known for these dynamics (the harness reports none)."""
