@@ -30,6 +30,7 @@ from .locomotion import (
     Walker2DParamsFamily,
     Walker2DParamsTask,
 )
+from .metaworld import register as register_metaworld
 from .navigation import Navigation2DEnv, Navigation2DFamily, Navigation2DVectorEnv, NavigationTask
 from .sinusoid import SinusoidFamily, SinusoidTask
 from .tabular_mdp import TabularMDPEnv, TabularMDPFamily, TabularMDPTask, TabularMDPVectorEnv, value_iteration
@@ -86,6 +87,7 @@ def register_all() -> None:
     register_family(SinusoidFamily)
     for locomotion in LOCOMOTION_FAMILIES:
         register_family(locomotion)
+    register_metaworld()  # only where the metaworld extra is installed (see envs/metaworld.py)
 
 
 register_all()

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -76,6 +76,9 @@ class Benchmark:
     # family-like object (``kind``, ``id``, ``horizon``, ``split_tasks``) instead of
     # looking ``family_id`` up in the registry. Such benchmarks are never registered.
     family_factory: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    # What an episode scores in records: its "return", or "success" (1 if info["success"] was 1
+    # at any step, else 0; the harness then keeps the returns beside it). Meta-World's is "success".
+    episode_score: ClassVar[str] = "return"
 
     @property
     def version(self) -> int:

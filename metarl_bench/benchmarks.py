@@ -13,8 +13,9 @@ import re
 from typing import Any
 
 from metarl_bench.benchmark_defs import DEFINITIONS
+from metarl_bench.benchmark_defs_metaworld import definitions as metaworld_definitions
 from metarl_bench.benchmark_spec import Benchmark, Protocol
-from metarl_bench.family import UnknownIdError
+from metarl_bench.family import UnknownIdError, missing_extra_error
 
 __all__ = [
     "BENCHMARK_ENTRY_POINT_GROUP",
@@ -95,6 +96,9 @@ def benchmark_ids(tier: str | None = None) -> list[str]:
 def benchmark(id: str, **_: Any) -> Benchmark:
     _load_definitions()
     if id not in _BENCHMARKS:
+        missing = missing_extra_error(id)
+        if missing is not None:  # an id of benchmarks whose optional dependency is not installed
+            raise missing
         raise UnknownIdError("benchmark", id, list(_BENCHMARKS))
     return _BENCHMARKS[id]
 
@@ -156,7 +160,7 @@ def _load_definitions() -> None:
 
     if not _DEFINED:
         _DEFINED = True
-        for b, smoke in DEFINITIONS:
+        for b, smoke in [*DEFINITIONS, *metaworld_definitions()]:  # Meta-World's only where it is installed
             register_benchmark(b, smoke=smoke)
     for ep in importlib.metadata.entry_points(group=BENCHMARK_ENTRY_POINT_GROUP):
         _load_benchmark_plugin(ep)

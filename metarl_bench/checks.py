@@ -353,7 +353,7 @@ def _check_batched_vs_single(fam: Family, seed: int, expose_task: bool) -> str:
     singles = gym.vector.SyncVectorEnv(
         [lambda t=t: fam.make_env(t, expose_task=expose_task) for t in tasks],  # type: ignore[misc]
     )
-    n = _steps(fam, episodes=3, cap=1000)
+    n = _steps(fam, episodes=3, cap=max(1000, 2 * (fam.horizon or 0) + 3))  # at least two whole episodes
     actions = _actions(batched.action_space, n, seed)
     ob, _ = batched.reset(seed=seed)
     os_, _ = singles.reset(seed=seed)

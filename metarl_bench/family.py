@@ -22,7 +22,7 @@ import importlib.metadata
 import inspect
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -442,7 +442,29 @@ def family_spec(id: str) -> FamilySpec:
     load_plugins()
     if id in _REGISTRY:
         return _REGISTRY[id]
+    missing = missing_extra_error(id)
+    if missing is not None:
+        raise missing
     raise UnknownIdError("family", id, list(_REGISTRY))
+
+
+# id prefix -> the error for an id under it whose optional dependency is not installed
+# (e.g. the Meta-World families without the ``metaworld`` extra: the error names the extra)
+_MISSING_EXTRAS: dict[str, Callable[[str], Exception]] = {}
+
+
+def register_missing_extra(prefix: str, error: Callable[[str], Exception]) -> None:
+    """Make ids starting with ``prefix`` raise ``error(id)`` (e.g. "install the extra") instead
+    of the unknown-id error, in family and benchmark lookups."""
+    _MISSING_EXTRAS[prefix] = error
+
+
+def missing_extra_error(id: str) -> Exception | None:
+    """The error of :func:`register_missing_extra` for ``id``, if its prefix has one."""
+    for prefix, error in _MISSING_EXTRAS.items():
+        if id.startswith(prefix):
+            return error(id)
+    return None
 
 
 def family(id: str, **kwargs: Any) -> Family:

@@ -40,6 +40,7 @@ from metarl_bench.results import (
     as_json,
     check_variant_name,
     config_differences,
+    encode_array,
     format_differences,
     load_record,
     record_path,
@@ -437,6 +438,8 @@ def _evaluate_rl(
     n_final = math.ceil(proto.final_episodes / stage)
     t1 = time.perf_counter()
     chunks, env_steps = [], 0
+    by_success = bench.episode_score == "success"  # score each episode by success (Meta-World), not return
+    success_chunks: list[np.ndarray] = []
     tasks = bench.test_tasks
     per_chunk = max(1, proto.max_envs // (proto.runs_per_task * stage))
     bar = _progress(progress, math.ceil(len(tasks) / per_chunk) * (n_budget + n_final), f"{agent.name} on {bench.id}")
@@ -444,7 +447,7 @@ def _evaluate_rl(
         chunk_seed = eval_seed + 1_000_003 * c
         ret, steps = run_chunk(
             adapter, fam, tasks[start : start + per_chunk], proto.runs_per_task, stage, n_budget, n_final,
-            chunk_seed, agent.sees_task, bar,
+            chunk_seed, agent.sees_task, bar, success_out=success_chunks if by_success else None,
         )
         chunks.append(ret)
         env_steps += steps
@@ -454,17 +457,30 @@ def _evaluate_rl(
     eval_wall = time.perf_counter() - t1
     x = np.concatenate([np.repeat(np.arange(n_budget) * stage, stage), np.full(n_final * stage, n_budget * stage)])
     phase = ["budget"] * (n_budget * stage) + ["final"] * (n_final * stage)
-    return build_record(
+    extra: dict[str, Any] = {"train_log": thin_rows(ctx.log, 200)} if ctx.log else {}
+    scored = returns
+    if by_success:  # the record's episodes hold successes (0/1); the returns are kept beside them
+        scored = np.concatenate(success_chunks, axis=0)
+        budget = np.array([p == "budget" for p in phase])
+        extra["episode_returns"] = encode_array(returns)
+        extra["return_scores"] = {
+            "online": float(returns[:, :, budget].sum(axis=2).mean()),
+            "final": float(returns[:, :, ~budget].mean()) if (~budget).any() else float("nan"),
+        }
+    record = build_record(
         agent,
         bench,
         seed,
-        returns,
+        scored,
         x,
         phase,
         meta_train={"env_steps": ctx.steps, "wall_seconds": round(train_wall, 3)},
         evaluation={"env_steps": env_steps, "wall_seconds": round(eval_wall, 3), "episodes_per_stage": stage},
-        extra={"train_log": thin_rows(ctx.log, 200)} if ctx.log else {},
+        extra=extra,
     )
+    if by_success:
+        record.benchmark["episode_score"] = "success"
+    return record
 
 
 def _progress(enabled: bool, total: int, desc: str) -> Any:
@@ -484,7 +500,11 @@ def run_chunk(
     seed: int,
     sees_task: bool,
     bar: Any,
+    success_out: list[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, int]:
+    """Run every stage of ``tasks`` x ``runs``; return the episode returns ``(tasks, runs,
+    episodes)`` and the env steps. With ``success_out``, also append whether each episode
+    succeeded (``info["success"]`` 1 at any of its steps; same shape, 0 or 1) to it."""
     n_groups = len(tasks) * runs
     groups = np.repeat(np.arange(n_groups), stage)
     sub_tasks = [tasks[g // runs] for g in groups]
@@ -492,31 +512,43 @@ def run_chunk(
     n = venv.num_envs
     horizon = fam.horizon or 100_000
     returns = np.zeros((n_groups, (n_budget + n_final) * stage))
+    successes = np.zeros_like(returns)
     adapter.reset(groups)
+    # Families with costly physics let finished sub-envs wait for the stage's end unstepped.
+    pause = getattr(venv, "pause_until_reset", None) if getattr(fam, "pause_finished", False) else None
     env_steps = 0
     for s in range(n_budget + n_final):
         obs, _ = venv.reset(seed=seed if s == 0 else None)
         active = np.ones(n, dtype=bool)
         ret = np.zeros(n)
+        hit = np.zeros(n, dtype=bool)
         t = 0
         while active.any():
             if t > horizon:
                 raise RuntimeError(f"{fam.id}: an episode ran past the horizon {horizon}; the env never ended it")
             action = adapter.act(obs)
-            next_obs, reward, terminated, truncated, _ = venv.step(action)
+            next_obs, reward, terminated, truncated, info = venv.step(action)
             reward = np.asarray(reward, dtype=np.float64)
+            if success_out is not None and "success" in info:
+                flag = np.asarray(info["success"], dtype=np.float64) >= 1.0
+                hit |= active & flag & np.asarray(info.get("_success", True), dtype=bool)
             adapter.observe(
                 Transition(obs, action, reward, next_obs, terminated, truncated, active, np.full(n, t), s >= n_budget)
             )
             ret += np.where(active, reward, 0.0)
             env_steps += int(active.sum())
             active = active & ~(terminated | truncated)
+            if pause is not None:
+                pause(~active)
             obs = next_obs
             t += 1
         returns[:, s * stage : (s + 1) * stage] = ret.reshape(n_groups, stage)
+        successes[:, s * stage : (s + 1) * stage] = hit.reshape(n_groups, stage)
         if s < n_budget:
             adapter.adapt()
         if bar is not None:
             bar.update(1)
     venv.close()
+    if success_out is not None:
+        success_out.append(successes.reshape(len(tasks), runs, -1))
     return returns.reshape(len(tasks), runs, -1), env_steps

@@ -478,6 +478,11 @@ def _info(bench: Any, kind: str | None, group: Mapping[str, Sequence[Record]] | 
     }[headline]
     if lower:
         what = f"{headline} score = query MSE ({'summed over the budget' if headline == 'online' else 'after adaptation'})"
+    if getattr(bench, "episode_score", "return") == "success":  # an episode scores 1 if it succeeded at any step
+        what = {
+            "online": f"online score = successful episodes in the {proto.budget_episodes}-episode budget",
+            "final": "final score = success rate of the final evaluation episodes after adaptation",
+        }[headline]
     lines = [
         f"Headline: {what}; {'lower' if lower else 'higher'} is better.",
         f"Version {bench.version}, tier {bench.tier}, task hash `{bench.task_hash}`; "

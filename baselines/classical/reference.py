@@ -84,14 +84,16 @@ class OracleAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
     """Sees the task and acts optimally: the best arm (bandits), finite-horizon value
     iteration on the true MDP (tabular MDPs), straight at the goal (Navigation2D).
 
-    On the dynamics-randomised classic-control families no cheap optimal policy exists;
-    the oracle does not run there and those benchmarks have no oracle reference.
+    On the Meta-World families it is Meta-World's scripted expert of the task's class
+    (``metarl_bench.baselines.classical.metaworld_expert``): not optimal, but the reference
+    Meta-World ships. On the dynamics-randomised classic-control families no cheap optimal
+    policy exists; the oracle does not run there and those benchmarks have no oracle reference.
     """
 
     name = "oracle"
     sees_task = True
     description = "knows the task; optimal policy"
-    _SUPPORTED = ("MetaRL/Bandit", "MetaRL/Navigation2D", "MetaRL/TabularMDP")
+    _SUPPORTED = ("MetaRL/Bandit", "MetaRL/Navigation2D", "MetaRL/TabularMDP", "MetaRL/MetaWorld-")
 
     def supports(self, benchmark: Benchmark) -> str | None:
         if benchmark.family.id.startswith(self._SUPPORTED):
@@ -99,4 +101,8 @@ class OracleAgent(Agent[MetaTrainContext, EvalContext, Adapter]):
         return f"no cheap optimal policy for {benchmark.family.id}; supported families: {list(self._SUPPORTED)}"
 
     def adapter(self, ctx: EvalContext) -> Adapter:
+        if ctx.family.id.startswith("MetaRL/MetaWorld-"):
+            from metarl_bench.baselines.classical.metaworld_expert import MetaWorldExpertAdapter
+
+            return MetaWorldExpertAdapter(ctx)
         return _OracleAdapter(ctx)
