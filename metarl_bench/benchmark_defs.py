@@ -153,3 +153,50 @@ for k in (5, 10, 20):
         smoke={"n_train": 1_000, "n_test": 50, "meta_train_steps": 20_000_000},
     )
 
+
+
+# --- MuJoCo locomotion (Finn et al. 2017; ProMP, PEARL, VariBAD): 200-step episodes -----
+# Quick tier: 10 test tasks x 2 runs, 4 adaptation episodes (2 stages of 2) and 2 final
+# episodes, online headline (the return over the first 2 episodes, as RL^2 and VariBAD
+# score); evaluating one seed costs 10 x 2 x 6 x 200 = 24,000 env steps (1-4 s of physics
+# on 2 cores). Full tier: the literature's sizes (pytorch-maml-rl's halfcheetah-vel.yaml:
+# 40 tasks per meta-batch x 20 episodes, 500 meta-batches; 0 to 3 inner steps of 20
+# episodes each), final headline as MAML reports it. Both records hold every episode's
+# return, so both headline kinds (`online`, `final`) are computed for every record.
+LOCOMOTION = (
+    ("HalfCheetahVel", "HalfCheetah, target velocity ~ U[0, 3]"),
+    ("HalfCheetahDir", "HalfCheetah, forward or backward"),
+    ("AntDir", "Ant, forward or backward along x"),
+    ("AntGoal", "Ant, goal uniform in the disc of radius 3"),
+    ("Walker2DParams", "Walker2d, body mass/inertia/damping/friction log-scaled (rand_param_envs)"),
+    ("HopperParams", "Hopper, body mass/inertia/damping/friction log-scaled (rand_param_envs)"),
+)
+for i, (name, what) in enumerate(LOCOMOTION):
+    _define(
+        Benchmark(
+            id=f"MetaRL/{name}-v0",
+            family_id=f"MetaRL/{name}-v0",
+            protocol=Protocol(budget_episodes=4, runs_per_task=2, final_episodes=2, max_envs=256),
+            n_train=200,
+            n_test=10,
+            task_seed=6000 + i,
+            meta_train_steps=2_000_000,
+            headline="online",
+            description=f"{what}; quick tier: 10 test tasks, 4 + 2 episodes of 200 steps",
+        ),
+        smoke={**_smoke(budget_episodes=2, final_episodes=1), "n_train": 16, "n_test": 2, "meta_train_steps": 60_000},
+    )
+    _define(
+        Benchmark(
+            id=f"MetaRL/{name}-full-v0",
+            family_id=f"MetaRL/{name}-v0",
+            protocol=Protocol(budget_episodes=60, runs_per_task=2, final_episodes=20, max_envs=256),
+            n_train=2_000,
+            n_test=40,
+            task_seed=6100 + i,
+            meta_train_steps=160_000_000,  # 500 meta-batches x 40 tasks x 20 episodes x 2 (before/after) x 200 steps
+            headline="final",
+            tier="full",
+            description=f"{what}; full tier (pytorch-maml-rl sizes): 40 test tasks, 60 + 20 episodes",
+        ),
+    )

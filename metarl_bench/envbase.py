@@ -133,6 +133,7 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         self.streams = Streams(self.num_envs)
         self._seeded = False
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._paused = np.zeros(self.num_envs, dtype=bool)  # see pause_until_reset
         self.elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self.set_tasks([default_task] * self.num_envs)
         self.params = {k: v.copy() for k, v in self._pending.items()}
@@ -212,8 +213,10 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         # A copy: _reset_masked clears self._autoreset in place, which would empty the mask.
-        resetting = self._autoreset.copy()
-        live = ~resetting
+        # Paused sub-envs neither step nor autoreset (their pending autoreset waits).
+        resetting = self._autoreset & ~self._paused
+        live = ~self._autoreset & ~self._paused
+        waiting = self._autoreset & self._paused
         reward, terminated = self._step_envs(actions, live)
         reward = np.where(live, reward, 0.0)
         terminated = terminated & live
@@ -221,14 +224,23 @@ class BatchedVectorEnv(gym.vector.VectorEnv):
         truncated = live & (self.elapsed >= self.horizon) if self.truncates else np.zeros_like(live)
         if resetting.any():
             self._reset_masked(resetting)
-        self._autoreset = terminated | truncated
+        self._autoreset = terminated | truncated | waiting
         return self._obs(), reward.astype(np.float64), terminated, truncated, {}
 
     def _reset_masked(self, mask: np.ndarray) -> None:
+        self._paused[mask] = False
         self._swap_tasks(mask)
         self.elapsed[mask] = 0
         self._autoreset[mask] = False
         self._reset_envs(mask)
+
+    def pause_until_reset(self, mask: np.ndarray) -> None:
+        """Stop stepping the masked sub-envs until their next ``reset()``: they cost nothing,
+        return reward 0 and their last observation, and do not autoreset (so they draw no
+        initial state). The harness pauses sub-envs whose episode of the stage has ended, on
+        families that set ``pause_finished = True`` (costly physics; the older families keep
+        their autoreset draws, so their committed records replay exactly)."""
+        self._paused |= np.asarray(mask, dtype=bool)
 
     def _obs(self) -> np.ndarray:
         raw = self._raw_obs().astype(np.float32, copy=False)
