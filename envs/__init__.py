@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from metarl_bench.family import register_family
+from typing import Any
+
+import gymnasium as gym
+
+from metarl_bench.family import UnknownIdError, register_family, register_missing_extra
 
 from .bandit import BanditEnv, BanditFamily, BanditTask, BanditVectorEnv
 from .classic_control import (
@@ -15,21 +19,6 @@ from .classic_control import (
     PendulumDynamicsTask,
     PendulumDynamicsVectorEnv,
 )
-from .locomotion import FAMILIES as LOCOMOTION_FAMILIES
-from .locomotion import (
-    AntDirFamily,
-    AntDirTask,
-    AntGoalFamily,
-    AntGoalTask,
-    HalfCheetahDirFamily,
-    HalfCheetahDirTask,
-    HalfCheetahVelFamily,
-    HalfCheetahVelTask,
-    HopperParamsFamily,
-    HopperParamsTask,
-    Walker2DParamsFamily,
-    Walker2DParamsTask,
-)
 from .metaworld import register as register_metaworld
 from .navigation import Navigation2DEnv, Navigation2DFamily, Navigation2DVectorEnv, NavigationTask
 from .sinusoid import SinusoidFamily, SinusoidTask
@@ -40,18 +29,6 @@ __all__ = [
     "BanditFamily",
     "BanditTask",
     "BanditVectorEnv",
-    "AntDirFamily",
-    "AntDirTask",
-    "AntGoalFamily",
-    "AntGoalTask",
-    "HalfCheetahDirFamily",
-    "HalfCheetahDirTask",
-    "HalfCheetahVelFamily",
-    "HalfCheetahVelTask",
-    "HopperParamsFamily",
-    "HopperParamsTask",
-    "Walker2DParamsFamily",
-    "Walker2DParamsTask",
     "CartPoleDynamicsEnv",
     "CartPoleDynamicsFamily",
     "CartPoleDynamicsTask",
@@ -75,6 +52,51 @@ __all__ = [
 ]
 
 
+LOCOMOTION_IDS = (
+    "MetaRL/HalfCheetahVel-v0",
+    "MetaRL/HalfCheetahDir-v0",
+    "MetaRL/AntDir-v0",
+    "MetaRL/AntGoal-v0",
+    "MetaRL/Walker2DParams-v0",
+    "MetaRL/HopperParams-v0",
+)
+
+
+class MuJoCoMissing(UnknownIdError):
+    """A locomotion id was used but MuJoCo does not import (one line in the CLI, no traceback)."""
+
+    def __init__(self, id: str, reason: str = "") -> None:
+        self.what, self.name = "family", id
+        KeyError.__init__(
+            self,
+            f"{id} needs MuJoCo, which did not import ({reason}): pip install 'gymnasium[mujoco]' "
+            f"(a dependency of metarl-bench: reinstalling it installs MuJoCo too)",
+        )
+
+
+def _register_locomotion() -> None:
+    """Register the MuJoCo locomotion families; without MuJoCo, make their ids name the install."""
+    try:
+        from .locomotion import FAMILIES
+    except ImportError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        for fid in LOCOMOTION_IDS:
+            prefix = fid.removesuffix("v0")  # the family's benchmarks too (e.g. AntDir-full-v0)
+            register_missing_extra(prefix, lambda id, r=reason: MuJoCoMissing(id, r))
+            if fid not in gym.registry:
+                gym.register(id=fid, entry_point=_missing(fid, reason), disable_env_checker=True)
+        return
+    for fam in FAMILIES:
+        register_family(fam)
+
+
+def _missing(id: str, reason: str) -> Any:
+    def entry_point(**_: Any) -> gym.Env:
+        raise MuJoCoMissing(id, reason)
+
+    return entry_point
+
+
 def register_all() -> None:
     """Register every family of the suite (the suite's own entry point)."""
     register_family(BanditFamily)
@@ -85,8 +107,7 @@ def register_all() -> None:
     register_family(CartPoleDynamicsFamily)
     register_family(PendulumDynamicsFamily)
     register_family(SinusoidFamily)
-    for locomotion in LOCOMOTION_FAMILIES:
-        register_family(locomotion)
+    _register_locomotion()
     register_metaworld()  # only where the metaworld extra is installed (see envs/metaworld.py)
 
 
