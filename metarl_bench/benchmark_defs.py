@@ -157,8 +157,8 @@ for k in (5, 10, 20):
 
 # --- MuJoCo locomotion (Finn et al. 2017; ProMP, PEARL, VariBAD): 200-step episodes -----
 # Quick tier: 10 test tasks x 2 runs, 4 adaptation episodes (2 stages of 2) and 2 final
-# episodes, online headline (the return over the first 2 episodes, as RL^2 and VariBAD
-# score); evaluating one seed costs 10 x 2 x 6 x 200 = 24,000 env steps (1-4 s of physics
+# episodes, online headline (the return summed over the 4 adaptation episodes, as RL^2
+# and VariBAD score the first episodes of a task); evaluating one seed costs 10 x 2 x 6 x 200 = 24,000 env steps (1-4 s of physics
 # on 2 cores). Full tier: the literature's sizes (pytorch-maml-rl's halfcheetah-vel.yaml:
 # 40 tasks per meta-batch x 20 episodes, 500 meta-batches; 0 to 3 inner steps of 20
 # episodes each), final headline as MAML reports it. Both records hold every episode's
