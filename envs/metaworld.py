@@ -117,7 +117,10 @@ class MetaWorldMissing(UnknownIdError):
 
 def available() -> bool:
     """Whether ``metaworld`` can be imported (checked without importing it)."""
-    return importlib.util.find_spec("metaworld") is not None
+    try:
+        return importlib.util.find_spec("metaworld") is not None
+    except (ImportError, ValueError):  # a blocked or half-imported module
+        return False
 
 
 def _metaworld() -> Any:

@@ -99,14 +99,6 @@ class MetaWorldBenchmark(Benchmark):
             raise RuntimeError(f"{self.id}: train and test task lists overlap in {len(overlap)} tasks")
         return train, test, []
 
-    def check_split_task(self, task: Task, split: str = "test") -> Task:
-        """``task`` if it is a task of this benchmark's ``split`` ("train" or "test") classes, else ValueError."""
-        classes = self.classes[0 if split == "train" else 1]
-        name = getattr(task, "env_name", None)
-        if not isinstance(task, MetaWorldTask) or name not in classes:
-            raise ValueError(f"{self.id}: a {split} task must be one of {list(classes)}, got {name!r}")
-        return task
-
 
 def _benchmarks(split: str, env_name: str = "") -> list[tuple[Benchmark, dict[str, Any] | None]]:
     key = f"ML1-{env_name}" if split == "ML1" else split
@@ -138,8 +130,8 @@ def _benchmarks(split: str, env_name: str = "") -> list[tuple[Benchmark, dict[st
 
     full = make("full", "", N_GOALS, N_GOALS, FULL_STEPS)
     smoke = {
-        "n_train": n_train_classes * 2, "n_test": n_test_classes * 1, "train_goals_per_class": 2,
-        "test_goals_per_class": 1, "meta_train_steps": SMOKE_STEPS,
+        "n_train": n_train_classes * 2, "n_test": n_test_classes * 2, "train_goals_per_class": 2,
+        "test_goals_per_class": 2, "meta_train_steps": SMOKE_STEPS,
         "protocol": {"budget_episodes": 2, "final_episodes": 1},
     }  # fmt: skip
     quick = make("quick", "-quick", N_GOALS, QUICK_TEST_GOALS[split], QUICK_STEPS)
