@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -82,12 +83,16 @@ def _register_locomotion() -> None:
         reason = f"{type(exc).__name__}: {exc}"
         for fid in LOCOMOTION_IDS:
             prefix = fid.removesuffix("v0")  # the family's benchmarks too (e.g. AntDir-full-v0)
-            register_missing_extra(prefix, lambda id, r=reason: MuJoCoMissing(id, r))
+            register_missing_extra(prefix, functools.partial(_missing_error, reason=reason))
             if fid not in gym.registry:
                 gym.register(id=fid, entry_point=_missing(fid, reason), disable_env_checker=True)
         return
     for fam in FAMILIES:
         register_family(fam)
+
+
+def _missing_error(id: str, reason: str) -> Exception:
+    return MuJoCoMissing(id, reason)
 
 
 def _missing(id: str, reason: str) -> Any:

@@ -753,7 +753,26 @@ class HalfCheetahVelFamily(_LocomotionFamily):
         return UniformVelocity()
 
 
-class HalfCheetahDirFamily(_LocomotionFamily):
+class _DirectionFamily(_LocomotionFamily):
+    """A family of two tasks, forward and backward."""
+
+    # Train and test lists share the two directions, as in MAML: these benchmarks test
+    # adaptation to which task the agent faces, not generalisation to unseen ones.
+    finite_task_set: ClassVar[bool] = True
+
+    def split_tasks(
+        self, n_train: int, n_test: int, g_train: np.random.Generator, g_test: np.random.Generator
+    ) -> tuple[list[Task], list[Task]]:
+        """Benchmark task lists with the directions alternating (+1, -1, ...), so each list is
+        balanced (random draws of 10 test tasks would weigh one direction up to 9 to 1)."""
+
+        def alternating(n: int) -> list[Task]:
+            return [self.task_cls(direction=1 if i % 2 == 0 else -1) for i in range(n)]  # type: ignore[call-arg]
+
+        return alternating(n_train), alternating(n_test)
+
+
+class HalfCheetahDirFamily(_DirectionFamily):
     """HalfCheetah running forward or backward (Gymnasium v5 model).
 
     | task | reward per step | horizon |
@@ -772,7 +791,7 @@ class HalfCheetahDirFamily(_LocomotionFamily):
         return RandomDirection(HalfCheetahDirTask)
 
 
-class AntDirFamily(_LocomotionFamily):
+class AntDirFamily(_DirectionFamily):
     """Ant running forward or backward along x (Gymnasium Ant-v5 model and cost terms).
 
     | task | reward per step | horizon |

@@ -244,3 +244,29 @@ def test_sb3_trains_on_a_locomotion_family():
     model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=1, seed=0, device="cpu")
     model.learn(512)
     assert model.num_timesteps == 512
+
+
+@pytest.mark.parametrize("bid", ["MetaRL/HalfCheetahDir-v0", "MetaRL/AntDir-full-v0"])
+def test_direction_benchmarks_have_balanced_task_lists_over_the_two_tasks(bid):
+    from metarl_bench.benchmarks import benchmark
+
+    b = benchmark(bid)
+    for tasks in (b.train_tasks, b.test_tasks):
+        d = [t.direction for t in tasks]
+        assert d.count(1) == d.count(-1) == len(d) // 2
+
+
+def test_without_mujoco_the_locomotion_ids_name_the_install():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['mujoco'] = None\n"
+        "from metarl_bench.cli import main\n"
+        "main(['evaluate', '--agent', 'random', '--benchmark', 'MetaRL/AntGoal-v0'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert "needs MuJoCo" in lines[0] and "pip install 'gymnasium[mujoco]'" in lines[0]
