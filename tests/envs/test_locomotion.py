@@ -263,7 +263,7 @@ def test_without_mujoco_the_locomotion_ids_name_the_install():
     code = (
         "import sys; sys.modules['mujoco'] = None\n"
         "from metarl_bench.cli import main\n"
-        "main(['evaluate', '--agent', 'random', '--benchmark', 'MetaRL/AntGoal-v0'])\n"
+        "sys.exit(main(['evaluate', '--agent', 'random', '--benchmark', 'MetaRL/AntGoal-v0']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
