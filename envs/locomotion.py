@@ -45,7 +45,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -368,16 +368,9 @@ class _Hopper(_Planar):
         return ((state > -100.0) & (state < 100.0)).all(axis=1) & (z > 0.7) & (angle > -0.2) & (angle < 0.2)
 
 
-Rewarder = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, Physics, np.ndarray], dict[str, np.ndarray]]
-
-
 def _velocity(before: np.ndarray, after: np.ndarray, dt: float) -> np.ndarray:
     out: np.ndarray = (after - before) / dt
     return out
-
-
-# Each reward function maps (task params, position before, position after, action (float64),
-# physics after, healthy) to the named terms whose sum is the reward; dt is bound per robot.
 
 
 def _cheetah_vel_terms(p: dict[str, np.ndarray], v_x: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
