@@ -329,7 +329,7 @@ class MetaWorldFamily(Family):
     task_cls = MetaWorldTask
     horizon = HORIZON
     env_names: ClassVar[tuple[str, ...]] = ENV_NAMES
-    source = f"Meta-World {METAWORLD_VERSION} (Yu et al. 2019; McLean et al. 2025), v3 envs, {REWARD_VERSION} rewards"
+    source = f"Meta-World {METAWORLD_VERSION}, v3 envs, {REWARD_VERSION} rewards"
 
     @property
     def distribution(self) -> TaskDistribution:
