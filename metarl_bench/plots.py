@@ -123,6 +123,8 @@ def axis_labels(record: Record, lower_is_better: bool | None = None) -> tuple[st
     lower = record.benchmark.get("lower_is_better") if lower_is_better is None else lower_is_better
     if lower:
         default = ("inner gradient steps", "query MSE")
+    elif record.benchmark.get("episode_score") == "success":  # episodes scored 1 if they succeeded (Meta-World)
+        default = ("episodes of experience in the test task", "success rate")
     else:
         default = ("episodes of experience in the test task", "return per episode")
     return str(extra.get("x_label") or default[0]), str(extra.get("y_label") or default[1])

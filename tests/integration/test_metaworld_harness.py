@@ -13,6 +13,7 @@ import pytest
 import metarl_bench
 from metarl_bench.agents import Adapter
 from metarl_bench.harness import run_chunk
+from metarl_bench.plots import axis_labels
 from metarl_bench.results import decode_array, load_record
 
 SMOKE = "MetaRL/MetaWorld-ML1-reach-smoke-v0"
@@ -76,6 +77,7 @@ def test_records_hold_successes_and_keep_the_returns(tmp_path):
     budget = np.array([p == "budget" for p in back.phase])
     assert back.extra["return_scores"]["final"] == pytest.approx(returns[:, :, ~budget].mean())
     assert back.score_matrix("final").mean() == pytest.approx(back.scores["final"]["value"])
+    assert axis_labels(back)[1] == "success rate"  # the curves' y axis
 
 
 @pytest.mark.parametrize(
