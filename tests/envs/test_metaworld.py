@@ -209,3 +209,18 @@ def test_list_does_not_import_metaworld():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "MetaRL/MetaWorld-ML1-reach-v0" in out.stdout
     assert out.stdout.strip().endswith("False")
+
+
+def test_plate_slide_side_reads_its_task_though_random_play_does_not_show_it():
+    # check-env's set_task check fails on plate-slide-side and plate-slide-back-side: with the
+    # goal hidden, the reward depends on it only once the puck is touched, which random actions
+    # do not do. The env does read the task: the distance to the goal in info differs.
+    fid = "MetaRL/MetaWorld-plate-slide-side-v0"
+    first, second = metarl_bench.family(fid).sample_tasks(2, np.random.default_rng(0))
+    assert first != second
+    seen = []
+    for task in (first, second):
+        env = gym.make(fid, task=task)
+        env.reset(seed=0)
+        seen.append(env.step(np.zeros(4, dtype=np.float32))[4]["obj_to_target"])
+    assert seen[0] != seen[1]
