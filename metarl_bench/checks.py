@@ -118,8 +118,10 @@ def _rollout(env: gym.Env, seed: int, actions: Sequence[Any]) -> list[tuple[Any,
     obs, _ = env.reset(seed=seed)
     out: list[tuple[Any, ...]] = [(np.array(obs, copy=True),)]
     for a in actions:
-        obs, reward, terminated, truncated, _ = env.step(a)
-        out.append((np.array(obs, copy=True), float(reward), bool(terminated), bool(truncated)))
+        obs, reward, terminated, truncated, info = env.step(a)
+        numeric = sorted((k, float(v)) for k, v in info.items() if isinstance(v, (int, float, np.number)))
+        out.append((np.array(obs, copy=True), float(reward), bool(terminated), bool(truncated),
+                    np.array([v for _, v in numeric])))
         if terminated or truncated:
             obs, _ = env.reset()
             out.append((np.array(obs, copy=True),))
@@ -208,7 +210,10 @@ def _episode(
     """One episode of a fresh single env given ``first``, reset with ``seed``, under ``actions``.
 
     With ``switch = (k, task)``, ``set_task(task)`` is called after ``k`` steps (``k = 0``:
-    right after the reset). Returns obs, reward, terminated, truncated of every step.
+    right after the reset). Returns obs, reward, terminated, truncated and the numeric entries
+    of ``info`` of every step: an env whose hidden task shows in neither observation nor
+    reward early on (a goal that only matters once an object is touched) still reports it
+    there, e.g. a distance to the goal.
     """
     env = fam.make_env(first)
     obs, _ = env.reset(seed=seed)
@@ -216,8 +221,10 @@ def _episode(
     for i, a in enumerate(actions):
         if switch is not None and i == switch[0]:
             env.unwrapped.set_task(switch[1])  # type: ignore[attr-defined]
-        obs, reward, terminated, truncated, _ = env.step(a)
-        out.append((np.array(obs, copy=True), float(reward), bool(terminated), bool(truncated)))
+        obs, reward, terminated, truncated, info = env.step(a)
+        numeric = sorted((k, float(v)) for k, v in info.items() if isinstance(v, (int, float, np.number)))
+        out.append((np.array(obs, copy=True), float(reward), bool(terminated), bool(truncated),
+                    np.array([v for _, v in numeric])))
         if terminated or truncated:
             break
     env.close()

@@ -181,11 +181,13 @@ def harness_throughput(
 
 
 def _default_families() -> list[str]:
-    """Every RL family registered without fixed kwargs (aliases such as Bandit-k10 are skipped)."""
+    """Every RL family with a native batched env, registered without fixed kwargs (aliases such
+    as Bandit-k10 are skipped; so are the families batched by SyncVectorEnv itself, such as
+    Meta-World's, whose ratio would be 1: name them with ``--families`` to time them anyway)."""
     out = []
     for fid in family_ids():
         spec = family_spec(fid)
-        if spec.family_cls.kind == "rl" and not spec.kwargs:
+        if spec.family_cls.kind == "rl" and not spec.kwargs and spec.family_cls.vector_env_cls is not None:
             out.append(fid)
     return out
 

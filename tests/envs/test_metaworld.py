@@ -212,9 +212,9 @@ def test_list_does_not_import_metaworld():
 
 
 def test_plate_slide_side_reads_its_task_though_random_play_does_not_show_it():
-    # check-env's set_task check fails on plate-slide-side and plate-slide-back-side: with the
-    # goal hidden, the reward depends on it only once the puck is touched, which random actions
-    # do not do. The env does read the task: the distance to the goal in info differs.
+    # On plate-slide-side (and -back-side) random actions never touch the puck, so with the goal
+    # hidden neither observation nor reward depends on it; the distance to the goal in info
+    # does, which is what check-env's set_task check reads on these two (tested below).
     fid = "MetaRL/MetaWorld-plate-slide-side-v0"
     first, second = metarl_bench.family(fid).sample_tasks(2, np.random.default_rng(0))
     assert first != second
@@ -224,3 +224,10 @@ def test_plate_slide_side_reads_its_task_though_random_play_does_not_show_it():
         env.reset(seed=0)
         seen.append(env.step(np.zeros(4, dtype=np.float32))[4]["obj_to_target"])
     assert seen[0] != seen[1]
+
+
+def test_check_env_set_task_check_passes_on_plate_slide_side():
+    from metarl_bench.checks import _check_set_task_persists
+
+    fam = metarl_bench.family("MetaRL/MetaWorld-plate-slide-side-v0")
+    assert "took effect at the next reset" in _check_set_task_persists(fam, 0)
