@@ -72,7 +72,7 @@ class LogUniformScales(TaskDistribution):
         return ", ".join(self.names) + " ~ log-uniform[0.5, 2] i.i.d."
 
 
-class _NpRandomBatch(BatchedVectorEnv):
+class NpRandomBatch(BatchedVectorEnv):
     """Batched env whose initial states come from one Gymnasium ``np_random`` generator per sub-env.
 
     Sub-env ``i`` of a batch reset with seed ``s`` draws its initial states from
@@ -178,7 +178,7 @@ class CartPoleDynamicsEnv(CartPoleEnv, MetaEnv):
         return self._observe(obs), reward, terminated, truncated, info
 
 
-class CartPoleDynamicsVectorEnv(_NpRandomBatch):
+class CartPoleDynamicsVectorEnv(NpRandomBatch):
     """``num_envs`` dynamics-randomised cart-poles in numpy (see :class:`CartPoleDynamicsEnv`)."""
 
     task_cls = CartPoleDynamicsTask
@@ -294,7 +294,7 @@ class PendulumDynamicsEnv(PendulumEnv, MetaEnv):
         return self._observe(obs), float(reward), terminated, truncated, info
 
 
-class PendulumDynamicsVectorEnv(_NpRandomBatch):
+class PendulumDynamicsVectorEnv(NpRandomBatch):
     """``num_envs`` dynamics-randomised pendulums in numpy (see :class:`PendulumDynamicsEnv`)."""
 
     task_cls = PendulumDynamicsTask

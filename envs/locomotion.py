@@ -58,13 +58,12 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
-from gymnasium.utils import seeding
 
-from metarl_bench.envbase import BatchedVectorEnv, MetaEnv
+from metarl_bench.envbase import MetaEnv
 from metarl_bench.family import Family, TaskDistribution
 from metarl_bench.tasks import Task, check_array, check_number
 
-from .classic_control import monte_carlo_return
+from .classic_control import NpRandomBatch, monte_carlo_return
 
 HORIZON = 200
 VELOCITY_HIGH = 3.0
@@ -533,7 +532,7 @@ def _default_threads() -> int:
         return max(1, min(2, os.cpu_count() or 1))
 
 
-class _LocomotionVectorEnv(BatchedVectorEnv):
+class _LocomotionVectorEnv(NpRandomBatch):
     """N sub-envs of a locomotion family stepped in C on a thread pool (see the module docstring).
 
     Sub-env ``i`` of a batch reset with seed ``s`` draws its initial state from
@@ -580,7 +579,7 @@ class _LocomotionVectorEnv(BatchedVectorEnv):
             spaces.Box(-np.inf, np.inf, (n_obs,), np.float32),
             spaces.Box(low, high, (nu,), np.float32),
         )
-        self._gens: list[np.random.Generator | None] = [None] * self.num_envs
+        self._init_generators()
         self.threads = _default_threads() if threads is None else int(threads)
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
         self._last_terms: dict[str, np.ndarray] = {}
@@ -589,35 +588,11 @@ class _LocomotionVectorEnv(BatchedVectorEnv):
     def _task_params(self, tasks: list[Task]) -> dict[str, np.ndarray]:
         return _task_arrays(tasks)
 
-    def reset(
-        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        if isinstance(seed, int):
-            seeds: list[int | None] = [seed + i for i in range(self.num_envs)]
-        elif seed is None:
-            seeds = [None] * self.num_envs
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
-        mask = np.ones(self.num_envs, dtype=bool)
-        if options is not None and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"], dtype=bool)
-        for i in np.flatnonzero(mask):
-            if seeds[i] is not None:
-                self._gens[i] = seeding.np_random(seeds[i])[0]
-            elif self._gens[i] is None:
-                self._gens[i] = seeding.np_random(int(self.np_random.integers(2**63 - 1)))[0]
-        return super().reset(seed=seed, options=options)
-
     def _reset_envs(self, mask: np.ndarray) -> None:
         nq, nv = self.init_qpos.size, self.init_qvel.size
-        for i in np.flatnonzero(mask):
-            gen = self._gens[i]
-            if gen is None:  # pragma: no cover - reset() creates one first
-                raise RuntimeError("reset() must be called before step()")
+        for i, gen in self._generators(mask):
             m, d = self.models[i], self.datas[i]
-            _apply_params(m, self._base_params, self.params, int(i))
+            _apply_params(m, self._base_params, self.params, i)
             mujoco.mj_resetData(m, d)
             dq, dv = self.robot.reset_noise(gen, nq, nv)
             # Gymnasium's MujocoEnv.set_state: write qpos and qvel, then mj_forward
@@ -627,7 +602,7 @@ class _LocomotionVectorEnv(BatchedVectorEnv):
             if self.robot.contact_forces:
                 # Gymnasium's reset observes cfrc_ext as mj_resetData left it (zeros)
                 self.ph.cfrc[i] = d.cfrc_ext  # type: ignore[index]
-            self._read(int(i))
+            self._read(i)
 
     def _read(self, i: int) -> None:
         d = self.datas[i]
