@@ -356,8 +356,37 @@ def _compare(i: int, b: Mapping[str, Any]) -> str:
     )
 
 
+def _suite(benchmark_id: str) -> str:
+    """The family module a benchmark draws its tasks from (``"locomotion"``, ``"bandit"``...),
+    or ``""`` where it cannot be looked up."""
+    try:
+        from metarl_bench.benchmarks import benchmark
+        from metarl_bench.family import family_spec
+
+        module = family_spec(benchmark(benchmark_id).family_id).family_cls.__module__
+    except Exception:  # noqa: BLE001 - an unregistered benchmark joins the first group
+        return ""
+    return module.rsplit(".", 1)[-1]
+
+
 def _summary(tables: Sequence[Mapping[str, Any]], kind: str) -> str:
+    """One summary table per suite of benchmarks (the family module they come from), so that
+    no table grows a column per benchmark of the whole suite."""
     mine = [(i, b) for i, b in enumerate(tables) if b["kind"] == kind]
+    groups: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+    for i, b in mine:
+        groups.setdefault(_suite(b["id"]), []).append((i, b))
+    parts = []
+    for n, (suite, members) in enumerate(groups.items()):
+        tid = f"summary-{kind}" if n == 0 else f"summary-{kind}-{n + 1}"
+        title = KIND_TITLES.get(kind, kind) + (f": {suite.replace('_', ' ')}" if len(groups) > 1 and suite else "")
+        parts.append(_summary_table(tables, members, tid, title))
+    return "\n".join(parts)
+
+
+def _summary_table(
+    tables: Sequence[Mapping[str, Any]], mine: Sequence[tuple[int, Mapping[str, Any]]], tid: str, title: str
+) -> str:
     if not mine:
         return ""
     variants: dict[str, dict[str, Any]] = {}
@@ -366,7 +395,6 @@ def _summary(tables: Sequence[Mapping[str, Any]], kind: str) -> str:
             v = variants.setdefault(row["variant"], {"row": row, "bench": i, "cells": {}})
             v["cells"][i] = row
     order = sorted(variants, key=lambda v: (page_style.paradigm_order(variants[v]["row"]["paradigm"]), v))
-    tid = f"summary-{kind}"
     heads = ['<th class="agent" data-sort="text">Agent</th>']
     for _, b in mine:
         norm = "normalised IQM" if b["normalization"] else f"raw IQM, {'lower' if b['raw_lower'] else 'higher'} is better"
@@ -390,7 +418,7 @@ def _summary(tables: Sequence[Mapping[str, Any]], kind: str) -> str:
         body.append(f'<tr data-paradigm="{_e(row["paradigm"])}" data-name="{_e(name)}">{"".join(cells)}</tr>')
     rows = [info["row"] for info in variants.values()]
     return "\n".join([
-        f"<h3>{_e(KIND_TITLES.get(kind, kind))}</h3>",
+        f"<h3>{_e(title)}</h3>",
         _filters(tid, _paradigms(rows)),
         f'<div class="scroll"><table class="sortable summary" id="{tid}"><thead><tr>{"".join(heads)}</tr></thead>'
         f'<tbody>{"".join(body)}</tbody></table></div>',
