@@ -372,14 +372,6 @@ def _velocity(before: np.ndarray, after: np.ndarray, dt: float) -> np.ndarray:
     return out
 
 
-def _cheetah_vel_terms(p: dict[str, np.ndarray], v_x: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
-    return {"reward_velocity": -np.abs(v_x - p["velocity"]), "reward_ctrl": -0.05 * _sum_of_squares(a)}
-
-
-def _cheetah_dir_terms(p: dict[str, np.ndarray], v_x: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
-    return {"reward_forward": p["direction"] * v_x, "reward_ctrl": -0.05 * _sum_of_squares(a)}
-
-
 # --- single envs ---------------------------------------------------------------------------
 
 
@@ -462,9 +454,9 @@ def _family_terms(
     v_x = _velocity(pos0[:, 0], pos1[:, 0], dt)
     kind = family_cls.reward_kind  # type: ignore[attr-defined]
     if kind == "cheetah-vel":
-        return _cheetah_vel_terms(p, v_x, a)
+        return {"reward_velocity": -np.abs(v_x - p["velocity"]), "reward_ctrl": -0.05 * _sum_of_squares(a)}
     if kind == "cheetah-dir":
-        return _cheetah_dir_terms(p, v_x, a)
+        return {"reward_forward": p["direction"] * v_x, "reward_ctrl": -0.05 * _sum_of_squares(a)}
     if kind == "ant-dir":
         return {
             "reward_forward": p["direction"] * v_x,
@@ -554,7 +546,7 @@ class _LocomotionVectorEnv(NpRandomBatch):
         self.init_qpos = proto.init_qpos.copy()
         self.init_qvel = proto.init_qvel.copy()
         self._base_params = _model_params(proto.model)
-        per_env_models = family_cls.task_cls is not None and issubclass(family_cls.task_cls, _BodyParamsTask)
+        per_env_models = issubclass(family_cls.task_cls, _BodyParamsTask)
         # one model per sub-env where the dynamics differ by task, else one shared model
         if per_env_models:
             self.models = [proto.model] + [copy.deepcopy(proto.model) for _ in range(num_envs - 1)]
@@ -673,10 +665,10 @@ class _LocomotionFamily(Family):
     mc_seed: ClassVar[int] = 12345
     # `metarl-bench perf`: time 64 sub-envs (as the harness batches test tasks x runs)
     # and require 2x Gymnasium's SyncVectorEnv over the same single envs
-    perf_num_envs: ClassVar[int] = 64
+    perf_num_envs = 64
     # the harness stops stepping a sub-env once its episode of the stage has ended
-    pause_finished: ClassVar[bool] = True
-    perf_target_ratio: ClassVar[float] = 2.0
+    pause_finished = True
+    perf_target_ratio = 2.0
 
     def random_return(self, tasks: list[Task], episodes: int = 8) -> np.ndarray:
         """Monte Carlo estimate (fixed seed, ``episodes`` per task) of the uniform random policy's return."""
@@ -687,11 +679,11 @@ class _LocomotionFamily(Family):
         return None
 
 
-def _make_env_cls(name: str, robot: type[_Robot], family: type[_LocomotionFamily], doc: str) -> type[_LocomotionEnv]:
-    cls = type(name, (_LocomotionEnv, robot.gym_cls), {"robot": robot, "family_cls": family, "task_cls": family.task_cls,
-                                                        "terminates": family.terminates, "__doc__": doc,
-                                                        "__module__": __name__})
-    return cls
+def _make_env_cls(name: str, family: type[_LocomotionFamily], doc: str) -> type[_LocomotionEnv]:
+    """The family's single env: :class:`_LocomotionEnv` on its robot's Gymnasium v5 class."""
+    attrs = {"robot": family.robot, "family_cls": family, "task_cls": family.task_cls,
+             "terminates": family.terminates, "__doc__": doc, "__module__": __name__}
+    return type(name, (_LocomotionEnv, family.robot.gym_cls), attrs)
 
 
 def _make_vector_cls(name: str, family: type[_LocomotionFamily]) -> type[_LocomotionVectorEnv]:
@@ -726,7 +718,7 @@ class _DirectionFamily(_LocomotionFamily):
 
     # Train and test lists share the two directions, as in MAML: these benchmarks test
     # adaptation to which task the agent faces, not generalisation to unseen ones.
-    finite_task_set: ClassVar[bool] = True
+    finite_task_set = True
 
     def split_tasks(
         self, n_train: int, n_test: int, g_train: np.random.Generator, g_test: np.random.Generator
@@ -798,7 +790,18 @@ class AntGoalFamily(_LocomotionFamily):
         return UniformDiscGoal()
 
 
-class Walker2DParamsFamily(_LocomotionFamily):
+class _ParamsFamily(_LocomotionFamily):
+    """A robot with randomised physical parameters: Gymnasium v5's reward and termination."""
+
+    reward_kind = "v5"
+    terminates = True
+
+    @property
+    def distribution(self) -> TaskDistribution:
+        return UniformLogScales(self.task_cls)  # type: ignore[arg-type]  # a _BodyParamsTask subclass
+
+
+class Walker2DParamsFamily(_ParamsFamily):
     """Walker2d with randomised physical parameters (rand_param_envs' scheme, Gymnasium Walker2d-v5).
 
     | task | reward per step | horizon |
@@ -809,16 +812,10 @@ class Walker2DParamsFamily(_LocomotionFamily):
     id = "MetaRL/Walker2DParams-v0"
     task_cls = Walker2DParamsTask
     robot = _Walker
-    reward_kind = "v5"
-    terminates = True
     source = "Rakelly et al. 2019 (PEARL) Walker2DRandParams, after rand_param_envs; Gymnasium Walker2d-v5"
 
-    @property
-    def distribution(self) -> TaskDistribution:
-        return UniformLogScales(Walker2DParamsTask)
 
-
-class HopperParamsFamily(_LocomotionFamily):
+class HopperParamsFamily(_ParamsFamily):
     """Hopper with randomised physical parameters (rand_param_envs' scheme, Gymnasium Hopper-v5).
 
     | task | reward per step | horizon |
@@ -829,35 +826,29 @@ class HopperParamsFamily(_LocomotionFamily):
     id = "MetaRL/HopperParams-v0"
     task_cls = HopperParamsTask
     robot = _Hopper
-    reward_kind = "v5"
-    terminates = True
     source = "Rakelly et al. 2019 (PEARL) HopperRandParams, after rand_param_envs; Gymnasium Hopper-v5"
-
-    @property
-    def distribution(self) -> TaskDistribution:
-        return UniformLogScales(HopperParamsTask)
 
 
 _VERSION = "    Version history:\n        v0: initial release (Gymnasium 1.x v5 model, MuJoCo 3.x, horizon 200).\n"
-HalfCheetahVelEnv = _make_env_cls("HalfCheetahVelEnv", _Cheetah, HalfCheetahVelFamily, (
+HalfCheetahVelEnv = _make_env_cls("HalfCheetahVelEnv", HalfCheetahVelFamily, (
     "HalfCheetah-v5 rewarded for running at the task's velocity.\n\n    Observation: ``Box((17,))``, qpos[1:] and qvel "
     "(HalfCheetah-v5's). Action: ``Box(-1, 1, (6,))``.\n    Reward: ``-abs(v_x - velocity) - 0.05 sum(a^2)``. "
     "Truncation: 200 steps.\n\n" + _VERSION))
-HalfCheetahDirEnv = _make_env_cls("HalfCheetahDirEnv", _Cheetah, HalfCheetahDirFamily, (
+HalfCheetahDirEnv = _make_env_cls("HalfCheetahDirEnv", HalfCheetahDirFamily, (
     "HalfCheetah-v5 rewarded for running in the task's direction.\n\n    Observation: ``Box((17,))``. Action: "
     "``Box(-1, 1, (6,))``.\n    Reward: ``direction * v_x - 0.05 sum(a^2)``. Truncation: 200 steps.\n\n" + _VERSION))
-AntDirEnv = _make_env_cls("AntDirEnv", _Ant, AntDirFamily, (
+AntDirEnv = _make_env_cls("AntDirEnv", AntDirFamily, (
     "Ant-v5 rewarded for running in the task's direction along x.\n\n    Observation: ``Box((105,))``, Ant-v5's "
     "(qpos[2:], qvel, clipped cfrc_ext). Action: ``Box(-1, 1, (8,))``.\n    Reward: ``direction * v_x - 0.5 sum(a^2) "
     "- 5e-4 sum(clip(cfrc_ext)^2) + 1``; terminates when z leaves [0.2, 1]. Truncation: 200 steps.\n\n" + _VERSION))
-AntGoalEnv = _make_env_cls("AntGoalEnv", _Ant, AntGoalFamily, (
+AntGoalEnv = _make_env_cls("AntGoalEnv", AntGoalFamily, (
     "Ant-v5 rewarded for walking to the task's goal.\n\n    Observation: ``Box((105,))``, Ant-v5's. Action: "
     "``Box(-1, 1, (8,))``.\n    Reward: ``-L1(xy - goal) - 0.1 sum(a^2)``; never terminates. Truncation: 200 steps.\n\n"
     + _VERSION))
-Walker2DParamsEnv = _make_env_cls("Walker2DParamsEnv", _Walker, Walker2DParamsFamily, (
+Walker2DParamsEnv = _make_env_cls("Walker2DParamsEnv", Walker2DParamsFamily, (
     "Walker2d-v5 with the task's physical parameters.\n\n    Observation: ``Box((17,))``, Walker2d-v5's. Action: "
     "``Box(-1, 1, (6,))``.\n    Reward and termination: Walker2d-v5's. Truncation: 200 steps.\n\n" + _VERSION))
-HopperParamsEnv = _make_env_cls("HopperParamsEnv", _Hopper, HopperParamsFamily, (
+HopperParamsEnv = _make_env_cls("HopperParamsEnv", HopperParamsFamily, (
     "Hopper-v5 with the task's physical parameters.\n\n    Observation: ``Box((11,))``, Hopper-v5's. Action: "
     "``Box(-1, 1, (3,))``.\n    Reward and termination: Hopper-v5's. Truncation: 200 steps.\n\n" + _VERSION))
 

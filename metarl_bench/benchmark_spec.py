@@ -109,7 +109,7 @@ class Benchmark:
         overlap = set(train) & set(test)
         # A family with a handful of tasks (forward/backward) tests adaptation to which task
         # it faces, not generalisation to unseen ones: its train and test lists share tasks.
-        if overlap and not getattr(self.family, "finite_task_set", False):
+        if overlap and not getattr(self.family, "finite_task_set", False):  # family-like objects may lack it
             raise RuntimeError(f"{self.id}: train and test task lists overlap in {len(overlap)} tasks")
         return train, test, ood
 

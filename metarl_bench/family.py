@@ -102,6 +102,14 @@ class Family:
     source: ClassVar[str] = ""  # the paper or implementation the distribution follows
     # how closely check-env requires the batched env to match single envs (see BatchTolerance)
     batch_tolerance: ClassVar[BatchTolerance] = EXACT
+    # a handful of tasks (forward/backward): benchmarks may share them between train and test
+    finite_task_set: ClassVar[bool] = False
+    # the harness stops stepping a sub-env whose episode of the stage has ended (costly physics)
+    pause_finished: ClassVar[bool] = False
+    # `metarl-bench perf`: sub-envs to time (None: the command's default) and the required
+    # ratio over SyncVectorEnv (None: no target)
+    perf_num_envs: ClassVar[int | None] = None
+    perf_target_ratio: ClassVar[float | None] = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = dict(kwargs)

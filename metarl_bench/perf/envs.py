@@ -40,13 +40,13 @@ def _family_target(fid: str) -> float | None:
     """The ratio a family's batched env must reach over SyncVectorEnv, or None."""
     if fid in TARGET_FAMILIES:
         return TARGET_RATIO
-    target = getattr(family_spec(fid).family_cls, "perf_target_ratio", None)
+    target = family_spec(fid).family_cls.perf_target_ratio
     return None if target is None else float(target)
 
 
 def _family_num_envs(fid: str, default: int) -> int:
     """Sub-envs to time for ``fid``: its ``perf_num_envs`` (costly physics: a few) or ``default``."""
-    return int(getattr(family_spec(fid).family_cls, "perf_num_envs", None) or default)
+    return int(family_spec(fid).family_cls.perf_num_envs or default)
 
 
 def _time_steps(venv: gym.vector.VectorEnv, actions: Sequence[np.ndarray], seconds: float, max_steps: int) -> dict[str, float]:

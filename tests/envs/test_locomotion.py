@@ -224,17 +224,26 @@ def test_paused_sub_envs_neither_step_nor_autoreset():
     assert venv.step(a)[1][1] != 0.0
 
 
-def test_the_harness_counts_the_same_steps_with_paused_sub_envs():
-    """Pausing finished sub-envs saves physics, not experience: every episode still runs to its end."""
+def test_the_harness_counts_the_same_steps_with_paused_sub_envs(monkeypatch):
+    """Pausing finished sub-envs saves physics, not experience: a stage's episodes run to their
+    ends and return the same as without pausing (one stage, so autoreset draws cannot differ)."""
     from metarl_bench.harness import run_chunk
     from metarl_bench.perf.envs import _UniformAdapter
 
     fam = metarl_bench.family("MetaRL/HopperParams-v0")
     tasks = fam.sample_tasks(4, np.random.default_rng(1))
     space = fam.make_vector_env(tasks[:1]).single_action_space
-    returns, steps = run_chunk(_UniformAdapter(space, 0), fam, tasks, 2, 2, 2, 0, 0, False, None)
-    assert returns.shape == (4, 2, 4)
-    assert np.all(returns != 0) and steps > 4 * 2 * 4 * 5  # random hoppers fall within tens of steps
+    paused = run_chunk(_UniformAdapter(space, 0), fam, tasks, 2, 2, 1, 0, 0, False, None)
+    monkeypatch.setattr(type(fam), "pause_finished", False)
+    unpaused = run_chunk(_UniformAdapter(space, 0), fam, tasks, 2, 2, 1, 0, 0, False, None)
+    np.testing.assert_array_equal(paused[0], unpaused[0])
+    assert paused[1] == unpaused[1] > 4 * 2 * 2 * 5  # random hoppers fall within tens of steps
+
+
+def test_locomotion_ids_known_without_mujoco_match_the_families():
+    from metarl_bench.envs import LOCOMOTION_IDS
+
+    assert list(LOCOMOTION_IDS) == [f.id for f in L.FAMILIES]
 
 
 def test_sb3_trains_on_a_locomotion_family():
