@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
-
-import gymnasium as gym
 
 from metarl_bench.family import UnknownIdError, register_family, register_missing_extra
 
@@ -83,23 +80,10 @@ def _register_locomotion() -> None:
         reason = f"{type(exc).__name__}: {exc}"
         for fid in LOCOMOTION_IDS:
             prefix = fid.removesuffix("v0")  # the family's benchmarks too (e.g. AntDir-full-v0)
-            register_missing_extra(prefix, functools.partial(_missing_error, reason=reason))
-            if fid not in gym.registry:
-                gym.register(id=fid, entry_point=_missing(fid, reason), disable_env_checker=True)
+            register_missing_extra(prefix, functools.partial(MuJoCoMissing, reason=reason), gym_ids=[fid])
         return
     for fam in FAMILIES:
         register_family(fam)
-
-
-def _missing_error(id: str, reason: str) -> Exception:
-    return MuJoCoMissing(id, reason)
-
-
-def _missing(id: str, reason: str) -> Any:
-    def entry_point(**_: Any) -> gym.Env:
-        raise MuJoCoMissing(id, reason)
-
-    return entry_point
 
 
 def register_all() -> None:

@@ -46,7 +46,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -384,13 +383,6 @@ def is_metaworld_id(id: str) -> bool:
     return id.startswith(ID_PREFIX)
 
 
-def _missing(id: str) -> Any:
-    def entry_point(**_: Any) -> gym.Env:
-        raise MetaWorldMissing(id)
-
-    return entry_point
-
-
 def register() -> None:
     """Register the Meta-World families if ``metaworld`` is installed (without importing it);
     else make their ids (in ``gym.make`` too) raise the one-line error naming the extra."""
@@ -398,7 +390,4 @@ def register() -> None:
         for fam in FAMILIES.values():
             register_family(fam)
         return
-    register_missing_extra(ID_PREFIX, MetaWorldMissing)
-    for fid in FAMILIES:
-        if fid not in gym.registry:
-            gym.register(id=fid, entry_point=_missing(fid), disable_env_checker=True)
+    register_missing_extra(ID_PREFIX, MetaWorldMissing, gym_ids=list(FAMILIES))

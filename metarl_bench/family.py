@@ -461,10 +461,25 @@ def family_spec(id: str) -> FamilySpec:
 _MISSING_EXTRAS: dict[str, Callable[[str], Exception]] = {}
 
 
-def register_missing_extra(prefix: str, error: Callable[[str], Exception]) -> None:
+def register_missing_extra(prefix: str, error: Callable[[str], Exception], gym_ids: Sequence[str] = ()) -> None:
     """Make ids starting with ``prefix`` raise ``error(id)`` (e.g. "install the extra") instead
-    of the unknown-id error, in family and benchmark lookups."""
+    of the unknown-id error, in family and benchmark lookups; and ``gym.make`` of each of
+    ``gym_ids`` raise it too."""
     _MISSING_EXTRAS[prefix] = error
+    for gid in gym_ids:
+        if gid not in gym.registry:
+            gym.register(id=gid, entry_point=_MissingEntryPoint(gid, error), disable_env_checker=True)
+
+
+@dataclass(frozen=True)
+class _MissingEntryPoint:
+    """A ``gym.make`` entry point that raises the missing-dependency error of its id."""
+
+    id: str
+    error: Callable[[str], Exception]
+
+    def __call__(self, **_: Any) -> gym.Env:
+        raise self.error(self.id)
 
 
 def missing_extra_error(id: str) -> Exception | None:
