@@ -515,7 +515,7 @@ def run_chunk(
     successes = np.zeros_like(returns)
     adapter.reset(groups)
     # Families with costly physics let finished sub-envs wait for the stage's end unstepped.
-    pause = getattr(venv, "pause_until_reset", None) if fam.pause_finished else None
+    pause = getattr(venv, "pause_until_reset", None) if getattr(fam, "pause_finished", False) else None  # duck-typed families may lack it
     env_steps = 0
     for s in range(n_budget + n_final):
         obs, _ = venv.reset(seed=seed if s == 0 else None)
